@@ -1,0 +1,3 @@
+from kaskad.cli import main
+
+main()

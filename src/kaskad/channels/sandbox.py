@@ -1,0 +1,103 @@
+"""In-process sandbox channels driven by the sandbox world's number rules.
+
+They implement the real Channel interface and report through the real ReportSink, so the
+engine, ledger and callbacks run exactly as in production; only the provider is simulated.
+The real Telegram, SMPP and SIP adapters (and their loopback simulators) replace these.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+from kaskad.channels.base import Delivery, ReportSink, SendResult
+from kaskad.domain.channels import ChannelName, Outcome
+from kaskad.simulators.world import Sms, Telegram, Voice, World
+
+
+class _SandboxChannel:
+    name: ChannelName
+
+    def __init__(self, world: World, sink: ReportSink, report_delay_s: float,
+                 slow_delay_s: float) -> None:
+        self.world = world
+        self.sink = sink
+        self.report_delay_s = report_delay_s
+        self.slow_delay_s = slow_delay_s
+        self._refs = itertools.count(1)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.sent = 0
+
+    def _ref(self) -> str:
+        return f"sbx-{self.name.value}-{next(self._refs)}"
+
+    def _report_later(self, ref: str, outcome: Outcome, delay: float, detail: str) -> None:
+        async def _later() -> None:
+            await asyncio.sleep(delay)
+            await self.sink.report(self.name, ref, outcome, detail)
+
+        task = asyncio.create_task(_later())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _accept_then(self, outcome: Outcome, delay: float, detail: str) -> SendResult:
+        ref = self._ref()
+        self._report_later(ref, outcome, delay, detail)
+        return SendResult(Outcome.ACCEPTED, ref, "accepted")
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class SandboxTelegram(_SandboxChannel):
+    name = ChannelName.TELEGRAM
+
+    async def send(self, delivery: Delivery) -> SendResult:
+        self.sent += 1
+        rule = self.world.behaviour(delivery.number).telegram
+        if rule is Telegram.ABSENT:
+            return SendResult(Outcome.REJECTED_PERMANENT, None, "PHONE_NUMBER_NOT_FOUND")
+        if rule is Telegram.BUSY:
+            return SendResult(Outcome.REJECTED_TEMPORARY, None, "FLOOD_WAIT_1")
+        if rule is Telegram.SILENT:
+            return SendResult(Outcome.ACCEPTED, self._ref(), "sent")
+        if rule is Telegram.EXPIRES:
+            return self._accept_then(Outcome.NOT_DELIVERED, self.report_delay_s, "expired")
+        return self._accept_then(Outcome.DELIVERED, self.report_delay_s, "delivered")
+
+
+class SandboxSms(_SandboxChannel):
+    name = ChannelName.SMS
+
+    async def send(self, delivery: Delivery) -> SendResult:
+        self.sent += 1
+        rule = self.world.behaviour(delivery.number).sms
+        if rule is Sms.REJECTED:
+            return SendResult(Outcome.REJECTED_PERMANENT, None, "ESME_RINVDSTADR")
+        if rule is Sms.FAILS:
+            return self._accept_then(Outcome.NOT_DELIVERED, self.report_delay_s, "UNDELIV")
+        delay = self.slow_delay_s if rule is Sms.SLOW else self.report_delay_s
+        return self._accept_then(Outcome.DELIVERED, delay, "DELIVRD")
+
+
+class SandboxVoice(_SandboxChannel):
+    name = ChannelName.VOICE
+
+    async def send(self, delivery: Delivery) -> SendResult:
+        """A call is synchronous: answered and played, or not."""
+        self.sent += 1
+        rule = self.world.behaviour(delivery.number).voice
+        if rule is Voice.SLOW:
+            await asyncio.sleep(self.slow_delay_s)
+        if rule is Voice.NO_ANSWER:
+            await asyncio.sleep(self.report_delay_s)
+            return SendResult(Outcome.NOT_DELIVERED, self._ref(), "no answer")
+        return SendResult(Outcome.DELIVERED, self._ref(), "answered, prompt played")
+
+
+def sandbox_channels(world: World, sink: ReportSink, report_delay_s: float,
+                     slow_delay_s: float) -> list[_SandboxChannel]:
+    return [cls(world, sink, report_delay_s, slow_delay_s)
+            for cls in (SandboxTelegram, SandboxSms, SandboxVoice)]

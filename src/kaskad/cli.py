@@ -1,0 +1,306 @@
+"""The `kaskad` command: serve, worker, migrate, demo, and the operator's account tools."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+import uvicorn
+
+from kaskad.config import Settings, load_settings
+from kaskad.domain.errors import KaskadError
+from kaskad.domain.money import format_rub, parse_rub
+from kaskad.logging_setup import configure
+from kaskad.services.admin import Admin
+from kaskad.simulators.world import DEFAULT_RULES
+from kaskad.storage.db import Database
+from kaskad.storage.migrate import upgrade
+
+T = TypeVar("T")
+
+app = typer.Typer(help="kaskad: verification codes through the cheapest channel.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+accounts_app = typer.Typer(help="Accounts, API keys, balances, permissions.",
+                           no_args_is_help=True)
+spam_app = typer.Typer(help="The spam list (global or per account).", no_args_is_help=True)
+tariffs_app = typer.Typer(help="Prices per plan, channel and direction.", no_args_is_help=True)
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(spam_app, name="spam")
+app.add_typer(tariffs_app, name="tariffs")
+
+
+def _settings(**overrides: Any) -> Settings:
+    settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    configure(settings.log_level)
+    return settings
+
+
+def _run_admin(fn: Callable[[Admin], Awaitable[T]]) -> T:
+    settings = _settings()
+
+    async def _main() -> T:
+        db = Database(settings.effective_database_url)
+        try:
+            await upgrade(db)
+            admin = Admin(db, test_balance_kop=settings.test_balance_kop,
+                          default_directions=settings.default_direction_list)
+            return await fn(admin)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(_main())
+    except KaskadError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _serve(settings: Settings, *, demo_inbox: bool, banner: Callable[[], None] | None = None,
+           migrate: bool = True) -> None:
+    from kaskad.api.app import create_app
+    from kaskad.bootstrap import Gateway
+
+    async def _main() -> None:
+        gw = Gateway(settings)
+        if migrate:
+            await upgrade(gw.db)
+        app_ = create_app(gw, demo_inbox=demo_inbox)
+        config = uvicorn.Config(app_, host=settings.host, port=settings.port,
+                                log_level="warning", access_log=False, lifespan="on",
+                                loop="none", http="httptools", timeout_graceful_shutdown=5)
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve())
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.05)
+        if server.started and banner is not None:
+            banner()
+        await serving
+
+    _run_loop(_main())
+
+
+def _run_loop(main: Awaitable[None]) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(main)  # type: ignore[arg-type]
+    except ImportError:
+        asyncio.run(main)  # type: ignore[arg-type]
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema."""
+    settings = _settings()
+
+    async def _main() -> None:
+        db = Database(settings.effective_database_url)
+        try:
+            await upgrade(db)
+        finally:
+            await db.dispose()
+
+    asyncio.run(_main())
+    typer.echo("database is at the newest schema")
+
+
+@app.command()
+def serve(host: str = typer.Option(None), port: int = typer.Option(None),
+          no_migrate: bool = typer.Option(False, help="Do not upgrade the schema first.")) -> None:
+    """Run the API (and, unless KASKAD_ENGINE=false, the cascade engine)."""
+    settings = _settings(host=host, port=port)
+    _serve(settings, demo_inbox=False, migrate=not no_migrate)
+
+
+@app.command()
+def worker() -> None:
+    """Run only the cascade engine and callback sender (scale-out: any number of these)."""
+    from kaskad.bootstrap import Gateway
+
+    settings = _settings()
+
+    async def _main() -> None:
+        gw = Gateway(settings)
+        await upgrade(gw.db)
+        await gw.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        typer.echo(f"kaskad worker {settings.node_id} running", err=True)
+        await stop.wait()
+        await gw.stop()
+
+    _run_loop(_main())
+
+
+@app.command()
+def demo(port: int = typer.Option(8765, help="Port on 127.0.0.1."),
+         data_dir: Path = typer.Option(Path("kaskad-data"), help="Where the SQLite file lives.")
+         ) -> None:
+    """Start a complete gateway on SQLite with the sandbox world and a demo account."""
+    settings = _settings(port=port, data_dir=data_dir, host="127.0.0.1")
+    if "KASKAD_TELEGRAM_TIMEOUT_S" not in _env():
+        settings.telegram_timeout_s = 10.0  # so the "silent Telegram" numbers fall back soon
+
+    async def _prepare() -> str:
+        db = Database(settings.effective_database_url)
+        try:
+            await upgrade(db)
+            admin = Admin(db, test_balance_kop=settings.test_balance_kop,
+                          default_directions=settings.default_direction_list)
+            await admin.ensure_demo_tariffs()
+            existing = {a.name for a in await admin.accounts()}
+            if "demo" in existing:
+                return await admin.new_key("demo", "demo")
+            return (await admin.create_account("demo", email="demo@example.com")).api_key
+        finally:
+            await db.dispose()
+
+    key = asyncio.run(_prepare())
+    base = f"http://127.0.0.1:{port}"
+
+    def banner() -> None:
+        typer.echo(f"""
+kaskad demo is running at {base}  (SQLite: {settings.effective_database_url})
+API key: {key}
+
+Send a code (Telegram first, SMS if the number has no Telegram):
+curl -s {base}/api/send/ -H 'Content-Type: application/json' -H 'Authorization: {key}' \\
+  -d '{{"number": "79001234564", "resending": "sms", "callback_url": "{base}/demo/callbacks"}}'
+
+Read its state:      curl -s '{base}/api/status/?request_id=<request_id>' -H 'Authorization: {key}'
+Callbacks received:  curl -s {base}/demo/callbacks
+Balance:             kaskad accounts show demo   (with KASKAD_DATA_DIR={data_dir})
+
+Sandbox numbers: the last digit picks the behaviour (any valid Russian mobile, e.g. 7900123456X):""")
+        for digit, rule in DEFAULT_RULES.items():
+            typer.echo(f"  ...{digit}  {rule.note}")
+        typer.echo("Press Ctrl+C to stop.", err=False)
+
+    _serve(settings, demo_inbox=True, banner=banner, migrate=False)
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+def _show(account: Any) -> None:
+    state = "disabled" if account.disabled else "enabled"
+    typer.echo(f"{account.id}\t{account.name}\t{state}\tbalance {format_rub(account.balance)}"
+               f"\theld {format_rub(account.held)}\tdirections {','.join(account.allowed_directions)}"
+               f"\tplan {account.tariff_plan}")
+
+
+@accounts_app.command("create")
+def accounts_create(name: str, email: str = typer.Option(None),
+                    balance: str = typer.Option(None, help="Roubles; default the test balance."),
+                    directions: str = typer.Option(None, help='e.g. "RU,KZ" or "*"')) -> None:
+    """Create an account and print its first API key (shown once)."""
+    created = _run_admin(lambda a: a.create_account(
+        name, email=email, balance_kop=parse_rub(balance) if balance else None,
+        directions=directions.split(",") if directions else None))
+    _show(created.account)
+    typer.echo(f"API key: {created.api_key}")
+
+
+@accounts_app.command("list")
+def accounts_list() -> None:
+    for account in _run_admin(lambda a: a.accounts()):
+        _show(account)
+
+
+@accounts_app.command("show")
+def accounts_show(account: str) -> None:
+    _show(_run_admin(lambda a: a.account(account)))
+    secret = _run_admin(lambda a: a.account(account)).callback_secret
+    typer.echo(f"callback secret: {secret}")
+
+
+@accounts_app.command("key-create")
+def key_create(account: str, name: str = typer.Option("")) -> None:
+    typer.echo(f"API key: {_run_admin(lambda a: a.new_key(account, name))}")
+
+
+@accounts_app.command("keys")
+def keys(account: str) -> None:
+    for k in _run_admin(lambda a: a.keys(account)):
+        revoked = "revoked" if k["revoked_at"] else "live"
+        typer.echo(f"{k['id']}\t{k['prefix']}…\t{k['name']}\t{revoked}")
+
+
+@accounts_app.command("key-revoke")
+def key_revoke(account: str, key_id: int) -> None:
+    _run_admin(lambda a: a.revoke_key(account, key_id))
+    typer.echo("revoked")
+
+
+@accounts_app.command("topup")
+def topup(account: str, amount: str = typer.Argument(..., help="Roubles, e.g. 100 or 12.50")) -> None:
+    """Add money (a negative amount takes it back, never below zero)."""
+    _show(_run_admin(lambda a: a.topup(account, parse_rub(amount))))
+
+
+@accounts_app.command("disable")
+def disable(account: str) -> None:
+    _run_admin(lambda a: a.set_disabled(account, True))
+    typer.echo("disabled")
+
+
+@accounts_app.command("enable")
+def enable(account: str) -> None:
+    _run_admin(lambda a: a.set_disabled(account, False))
+    typer.echo("enabled")
+
+
+@accounts_app.command("directions")
+def directions(account: str, allowed: str = typer.Argument(..., help='"RU,KZ" or "*"')) -> None:
+    _run_admin(lambda a: a.set_directions(account, [d.strip() for d in allowed.split(",")
+                                                    if d.strip()]))
+    typer.echo("directions set")
+
+
+@accounts_app.command("plan")
+def plan(account: str, tariff_plan: str) -> None:
+    _run_admin(lambda a: a.set_plan(account, tariff_plan))
+    typer.echo("plan set")
+
+
+@spam_app.command("add")
+def spam_add(number: str, account: str = typer.Option(None, help="Only for this account.")) -> None:
+    typer.echo(_run_admin(lambda a: a.spam_add(number, account)))
+
+
+@spam_app.command("remove")
+def spam_remove(number: str, account: str = typer.Option(None)) -> None:
+    _run_admin(lambda a: a.spam_remove(number, account))
+    typer.echo("removed")
+
+
+@spam_app.command("list")
+def spam_list() -> None:
+    for account_id, number in _run_admin(lambda a: a.spam()):
+        typer.echo(f"{number}\t{'global' if account_id is None else account_id}")
+
+
+@tariffs_app.command("set")
+def tariffs_set(plan: str, channel: str, direction: str, price: str) -> None:
+    """e.g. `kaskad tariffs set default sms RU 3.50`"""
+    _run_admin(lambda a: a.set_tariff(plan, channel, direction, parse_rub(price)))
+    typer.echo("tariff set")
+
+
+@tariffs_app.command("list")
+def tariffs_list() -> None:
+    for plan_, channel, direction, price in _run_admin(lambda a: a.tariffs()):
+        typer.echo(f"{plan_}\t{channel}\t{direction}\t{format_rub(price)}")
+
+
+def main() -> None:
+    app()

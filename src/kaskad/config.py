@@ -1,0 +1,111 @@
+"""Typed settings: the only reader of the environment (`KASKAD_*`) and the TOML file (`KASKAD_CONFIG`)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from kaskad.domain.cascade import Timeouts
+
+
+def default_node_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class SandboxSettings(BaseSettings):
+    """The in-process sandbox world (see kaskad.simulators.world for the number rules)."""
+
+    report_delay_s: float = 0.2  # how long the sandbox takes to report delivery
+    slow_delay_s: float = 2.0  # delay of the "slow" behaviours
+    rules: dict[str, dict[str, str]] = Field(default_factory=dict)  # overrides by last digit
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KASKAD_", env_nested_delimiter="__",
+                                      extra="ignore")
+
+    config: Path | None = None  # the TOML file this was read from, if any
+    data_dir: Path = Path("kaskad-data")
+    database_url: str = ""  # empty: SQLite file in data_dir
+    host: str = "127.0.0.1"
+    port: int = 8765
+    node_id: str = Field(default_factory=default_node_id)
+    log_level: str = "info"
+    timezone: str = "Europe/Moscow"
+
+    # API behaviour
+    send_wait_s: float = 3.0  # how long /api/send/ waits for the first step's outcome
+    max_body_bytes: int = 16 * 1024
+    auth_cache_ttl_s: float = 2.0  # a revoked key or a disabled account stops within this time
+
+    # accounts
+    test_balance_kop: int = 5000  # 50.00 RUB for every new account
+    default_directions: str = "RU"  # comma-separated; "*" permits every direction
+
+    # cascade
+    telegram_timeout_s: float = 60.0
+    sms_timeout_s: float = 300.0
+    voice_timeout_s: float = 90.0
+    max_temporary_retries: int = 2
+    retry_backoff_s: float = 1.0
+
+    # engine
+    engine: bool = True  # `serve` runs the cascade engine in-process too
+    lease_s: float = 30.0
+    poll_interval_s: float = 0.5
+    claim_batch: int = 256
+    max_in_flight: int = 2000
+    write_batch: int = 512
+
+    # customer callbacks
+    callback_timeout_s: float = 5.0
+    callback_max_attempts: int = 10
+    callback_backoff_s: float = 2.0
+    callback_backoff_cap_s: float = 600.0
+    callback_concurrency: int = 64
+    callback_allow_private: bool = True  # the demo calls back to loopback
+
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = os.environ.get("KASKAD_CONFIG")
+        if toml_path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_path)))
+        return tuple(sources)
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'kaskad.db').resolve()}"
+
+    @property
+    def timeouts(self) -> Timeouts:
+        return Timeouts(self.telegram_timeout_s, self.sms_timeout_s, self.voice_timeout_s)
+
+    @property
+    def default_direction_list(self) -> list[str]:
+        return [d.strip().upper() for d in self.default_directions.split(",") if d.strip()]
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)

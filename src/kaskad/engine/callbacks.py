@@ -1,0 +1,147 @@
+"""Delivers the callback outbox: signed, retried with bounded exponential backoff, at least once.
+
+Headers on every callback:
+  X-Kaskad-Event-Id   stable across retries, so receivers can de-duplicate
+  X-Kaskad-Timestamp  unix seconds of this try
+  X-Kaskad-Signature  hex HMAC-SHA256 over "<timestamp>\\n<body>" with the account's secret
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import random
+from urllib.parse import urlsplit
+
+import httpx
+import structlog
+
+from kaskad.domain.callbacks import sign
+from kaskad.domain.clock import Clock, to_ms
+from kaskad.storage.batch import WriteBatcher
+from kaskad.storage.outbox import ClaimOutbox, FinishOutbox, OutboxClaim, OutboxEntry, OutboxResult
+
+log = structlog.get_logger(__name__)
+
+
+def backoff_s(attempt: int, base_s: float, cap_s: float, rng: random.Random) -> float:
+    """Delay before try number `attempt + 1`: exponential, capped, with +-20% jitter."""
+    return min(cap_s, base_s * (2 ** attempt)) * rng.uniform(0.8, 1.2)
+
+
+class CallbackSender:
+    def __init__(self, *, batcher: WriteBatcher, claim_op: ClaimOutbox, finish_op: FinishOutbox,
+                 clock: Clock, timeout_s: float, max_attempts: int, backoff_base_s: float,
+                 backoff_cap_s: float, concurrency: int, allow_private: bool,
+                 poll_interval_s: float, transport: httpx.AsyncBaseTransport | None = None
+                 ) -> None:
+        self.batcher = batcher
+        self.claim_op = claim_op
+        self.finish_op = finish_op
+        self.clock = clock
+        self.max_attempts = max_attempts
+        self.backoff_base_s = backoff_base_s
+        self.backoff_cap_s = backoff_cap_s
+        self.concurrency = concurrency
+        self.allow_private = allow_private
+        self.poll_interval_s = poll_interval_s
+        self.timeout_s = timeout_s
+        self.client = httpx.AsyncClient(timeout=timeout_s, transport=transport,
+                                        follow_redirects=False,
+                                        headers={"User-Agent": "kaskad-callbacks/1"})
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._rng = random.Random()
+        self.sent = 0
+        self.failed = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="callbacks")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        await self.client.aclose()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                n = await self.run_once()
+            except Exception as exc:
+                log.warning("callback round failed", error=repr(exc))
+                n = 0
+            if n >= self.concurrency:
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+            except TimeoutError:
+                pass
+
+    async def run_once(self) -> int:
+        now = self.clock()
+        lease = now + self.timeout_s * 2 + 5
+        entries = await self.batcher.submit(self.claim_op, OutboxClaim(
+            to_ms(now), to_ms(lease), self.concurrency))
+        if not entries:
+            return 0
+        results = await asyncio.gather(*(self._deliver(e) for e in entries))
+        await self.batcher.submit_many(self.finish_op, results)
+        return len(entries)
+
+    async def _deliver(self, entry: OutboxEntry) -> OutboxResult:
+        error = await self._post(entry)
+        now = self.clock()
+        if error is None:
+            self.sent += 1
+            return OutboxResult(entry.id, True, to_ms(now), None)
+        self.failed += 1
+        tries = entry.attempts + 1
+        if tries >= self.max_attempts or error.startswith("refused:"):
+            log.warning("callback given up", event_id=entry.event_id, url=entry.url, error=error)
+            return OutboxResult(entry.id, False, to_ms(now), None, error)
+        delay = backoff_s(entry.attempts, self.backoff_base_s, self.backoff_cap_s, self._rng)
+        return OutboxResult(entry.id, False, to_ms(now), to_ms(now + delay), error)
+
+    async def _post(self, entry: OutboxEntry) -> str | None:
+        """None on a 2xx answer, else what went wrong."""
+        refusal = await self._refuse(entry.url)
+        if refusal:
+            return "refused: " + refusal
+        body = entry.body.encode()
+        ts = int(self.clock())
+        headers = {"X-Kaskad-Event-Id": entry.event_id, "X-Kaskad-Timestamp": str(ts),
+                   "X-Kaskad-Signature": sign(entry.secret, ts, body)}
+        try:
+            if entry.method == "GET":
+                response = await self.client.get(entry.url, headers=headers)
+            else:
+                headers["Content-Type"] = "application/json; charset=utf-8"
+                response = await self.client.post(entry.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        if 200 <= response.status_code < 300:
+            return None
+        return f"HTTP {response.status_code}"
+
+    async def _refuse(self, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return "not an http(s) URL"
+        if self.allow_private:
+            return ""
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, None)
+        except OSError as exc:
+            return f"cannot resolve: {exc}"
+        for info in infos:
+            ip = ipaddress.ip_address(info[4][0])
+            if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved:
+                return f"private address {ip}"
+        return ""

@@ -1,0 +1,150 @@
+"""The durable cascade engine: runs verification steps, records outcomes, fires timers.
+
+Work reaches it two ways: the fast path (`run_now`: rows this node created or just moved on,
+already leased to it) and the claim loop (due rows whose lease is free: timers, retries, and
+work a crashed node left behind once its lease ran out). Channel I/O never happens inside a
+transaction: a step is sent, then its outcome is submitted to the group-commit writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+
+import structlog
+
+from kaskad.channels.base import Channel, Delivery, SendResult
+from kaskad.domain.channels import ChannelName, Outcome
+from kaskad.domain.clock import Clock, to_ms
+from kaskad.engine.bus import StateBus
+from kaskad.storage.batch import WriteBatcher
+from kaskad.storage.verifications import (
+    Applied,
+    Claim,
+    ClaimDue,
+    RecordOutcomes,
+    StepOutcome,
+    Verification,
+)
+
+log = structlog.get_logger(__name__)
+
+
+class Engine:
+    def __init__(self, *, batcher: WriteBatcher, channels: Mapping[ChannelName, Channel],
+                 claim_op: ClaimDue, record_op: RecordOutcomes, bus: StateBus, clock: Clock,
+                 node_id: str, lease_s: float, poll_interval_s: float, claim_batch: int,
+                 max_in_flight: int) -> None:
+        self.batcher = batcher
+        self.channels = dict(channels)
+        self.claim_op = claim_op
+        self.record_op = record_op
+        self.bus = bus
+        self.clock = clock
+        self.node_id = node_id
+        self.lease_s = lease_s
+        self.poll_interval_s = poll_interval_s
+        self.claim_batch = claim_batch
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self.steps_run = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, *, claim_loop: bool = True) -> None:
+        if claim_loop and self._loop_task is None:
+            self._loop_task = asyncio.create_task(self._claim_loop(), name="engine-claims")
+
+    async def stop(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+            self._loop_task = None
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def idle(self) -> None:
+        """Wait until no step is running (tests and graceful shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # ------------------------------------------------------------------ work
+
+    def run_now(self, rows: Iterable[Verification]) -> None:
+        for v in rows:
+            task = asyncio.create_task(self._execute(v))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _claim_loop(self) -> None:
+        while True:
+            try:
+                claimed = await self.claim_once()
+            except Exception as exc:  # the database may be briefly away; keep going
+                log.warning("claim failed", error=repr(exc))
+                claimed = 0
+            if claimed >= self.claim_batch:
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+            except TimeoutError:
+                pass
+
+    async def claim_once(self) -> int:
+        now = self.clock()
+        rows = await self.batcher.submit(self.claim_op, Claim(
+            self.node_id, to_ms(now), to_ms(now + self.lease_s), self.claim_batch))
+        self.run_now(rows)
+        return len(rows)
+
+    async def _execute(self, v: Verification) -> None:
+        async with self._slots:
+            while v is not None:
+                applied = await self._step(v)
+                if applied is None:
+                    return
+                if applied.changed and applied.verification is not None:
+                    self.bus.publish(applied.verification)
+                v = applied.run_now  # type: ignore[assignment]
+
+    async def _step(self, v: Verification) -> Applied | None:
+        started = self.clock()
+        if v.run_step:
+            result = await self._send(v)
+            record = True
+        else:  # the report deadline passed without a report
+            result = SendResult(Outcome.TIMEOUT, None, "no delivery report in time")
+            record = False
+        self.steps_run += 1
+        item = StepOutcome(
+            request_id=v.request_id, version=v.version, step_index=v.step_index,
+            retries=v.retries, outcome=result.outcome, now_ms=to_ms(self.clock()),
+            started_ms=to_ms(started), detail=result.detail, provider_ref=result.provider_ref,
+            record_attempt=record)
+        try:
+            return await self.batcher.submit(self.record_op, item)
+        except Exception as exc:  # not recorded: the lease runs out and the step is re-run
+            log.error("recording an outcome failed", request_id=v.request_id, error=repr(exc))
+            return None
+
+    async def _send(self, v: Verification) -> SendResult:
+        channel = self.channels.get(v.channel)
+        if channel is None:
+            return SendResult(Outcome.REJECTED_PERMANENT, None, f"channel {v.channel} not set up")
+        delivery = Delivery(request_id=v.request_id,
+                            attempt_key=f"{v.request_id}:{v.step_index}:{v.retries}",
+                            account_id=v.account_id, number=v.number, code=v.code)
+        try:
+            return await asyncio.wait_for(channel.send(delivery), self.lease_s * 0.8)
+        except TimeoutError:
+            return SendResult(Outcome.REJECTED_TEMPORARY, None, "channel timed out")
+        except Exception as exc:  # an adapter bug must not stall the cascade
+            log.exception("channel failed", channel=v.channel.value, request_id=v.request_id)
+            return SendResult(Outcome.REJECTED_TEMPORARY, None, f"channel error: {exc!r}")

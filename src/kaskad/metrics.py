@@ -1,0 +1,26 @@
+"""Prometheus metrics, one registry per gateway so tests can run several side by side."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.api_requests = Counter("kaskad_api_requests", "API requests by endpoint and result",
+                                    ["endpoint", "result"], registry=self.registry)
+        self.api_latency = Histogram("kaskad_api_latency_seconds", "API answer time",
+                                     ["endpoint"], registry=self.registry,
+                                     buckets=(.002, .005, .01, .02, .03, .05, .1, .25, .5, 1, 3))
+        self.verification_changes = Counter("kaskad_verification_states",
+                                            "Verification state changes by new state",
+                                            ["state"], registry=self.registry)
+        self.callbacks = Counter("kaskad_callbacks", "Callback tries by result", ["result"],
+                                 registry=self.registry)
+        self.write_batches = Gauge("kaskad_write_batches", "Group commits since start",
+                                   registry=self.registry)
+        self.write_items = Gauge("kaskad_write_items", "Writes group-committed since start",
+                                 registry=self.registry)
+        self.steps_run = Gauge("kaskad_engine_steps", "Cascade steps run since start",
+                               registry=self.registry)

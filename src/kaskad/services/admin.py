@@ -1,0 +1,124 @@
+"""Operator use cases shared by the CLI (and, later, the admin pages)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kaskad.domain.clock import Clock, system_clock, to_ms
+from kaskad.domain.numbers import parse_number
+from kaskad.storage import accounts as repo
+from kaskad.storage.db import Database
+
+DEMO_TARIFFS = {  # kopecks, Russia: Telegram is well under half the price of an SMS (seed 000)
+    "telegram": 150,
+    "sms": 350,
+    "voice": 450,
+    "flash_call": 100,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NewAccount:
+    account: repo.Account
+    api_key: str
+
+
+class Admin:
+    def __init__(self, db: Database, *, test_balance_kop: int, default_directions: list[str],
+                 clock: Clock = system_clock) -> None:
+        self.db = db
+        self.test_balance_kop = test_balance_kop
+        self.default_directions = default_directions
+        self.clock = clock
+
+    def _now(self) -> int:
+        return to_ms(self.clock())
+
+    async def create_account(self, name: str, *, email: str | None = None,
+                             balance_kop: int | None = None, directions: list[str] | None = None,
+                             plan: str = "default") -> NewAccount:
+        async with self.db.write() as conn:
+            account_id = await repo.create_account(
+                conn, name=name, email=email,
+                balance=self.test_balance_kop if balance_kop is None else balance_kop,
+                directions=directions or self.default_directions, plan=plan,
+                now_ms=self._now())
+            key = await repo.create_api_key(conn, account_id, "default", self._now())
+            account = await repo.get_account(conn, account_id)
+        return NewAccount(account, key)
+
+    async def account(self, ref: str) -> repo.Account:
+        async with self.db.read() as conn:
+            return await repo.find_account(conn, ref)
+
+    async def accounts(self) -> list[repo.Account]:
+        async with self.db.read() as conn:
+            return await repo.list_accounts(conn)
+
+    async def new_key(self, ref: str, name: str = "") -> str:
+        async with self.db.write() as conn:
+            account = await repo.find_account(conn, ref)
+            return await repo.create_api_key(conn, account.id, name, self._now())
+
+    async def keys(self, ref: str) -> list[dict[str, object]]:
+        async with self.db.read() as conn:
+            account = await repo.find_account(conn, ref)
+            return await repo.list_api_keys(conn, account.id)
+
+    async def revoke_key(self, ref: str, key_id: int) -> None:
+        async with self.db.write() as conn:
+            account = await repo.find_account(conn, ref)
+            await repo.revoke_api_key(conn, account.id, key_id, self._now())
+
+    async def topup(self, ref: str, amount_kop: int, note: str = "top-up") -> repo.Account:
+        async with self.db.write() as conn:
+            account = await repo.find_account(conn, ref)
+            await repo.topup(conn, account.id, amount_kop, note, self._now())
+            return await repo.get_account(conn, account.id)
+
+    async def set_disabled(self, ref: str, disabled: bool) -> None:
+        async with self.db.write() as conn:
+            account = await repo.find_account(conn, ref)
+            await repo.set_disabled(conn, account.id, disabled)
+
+    async def set_directions(self, ref: str, directions: list[str]) -> None:
+        async with self.db.write() as conn:
+            account = await repo.find_account(conn, ref)
+            await repo.set_directions(conn, account.id, [d.upper() for d in directions])
+
+    async def set_plan(self, ref: str, plan: str) -> None:
+        async with self.db.write() as conn:
+            account = await repo.find_account(conn, ref)
+            await repo.set_plan(conn, account.id, plan)
+
+    async def spam_add(self, number: str, account_ref: str | None = None) -> str:
+        digits = parse_number(number).digits
+        async with self.db.write() as conn:
+            account_id = (await repo.find_account(conn, account_ref)).id if account_ref else None
+            await repo.add_spam(conn, digits, account_id, self._now())
+        return digits
+
+    async def spam_remove(self, number: str, account_ref: str | None = None) -> None:
+        digits = parse_number(number).digits
+        async with self.db.write() as conn:
+            account_id = (await repo.find_account(conn, account_ref)).id if account_ref else None
+            await repo.remove_spam(conn, digits, account_id)
+
+    async def spam(self) -> list[tuple[int | None, str]]:
+        async with self.db.read() as conn:
+            return await repo.list_spam(conn)
+
+    async def set_tariff(self, plan: str, channel: str, direction: str, price_kop: int) -> None:
+        async with self.db.write() as conn:
+            await repo.set_tariff(conn, plan, channel, direction.upper(), price_kop)
+
+    async def tariffs(self) -> list[tuple[str, str, str, int]]:
+        async with self.db.read() as conn:
+            return await repo.list_tariffs(conn)
+
+    async def ensure_demo_tariffs(self, direction: str = "RU") -> None:
+        """Give the default plan prices if it has none, so a fresh gateway can bill."""
+        if any(plan == "default" for plan, *_ in await self.tariffs()):
+            return
+        for channel, price in DEMO_TARIFFS.items():
+            await self.set_tariff("default", channel, direction, price)

@@ -1,0 +1,61 @@
+"""API-key authentication with a short-lived cache (keys are checked on every request)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from kaskad.domain.clock import Clock
+from kaskad.domain.errors import AccountDisabled, AuthFailed
+from kaskad.storage import accounts as repo
+from kaskad.storage.db import Database
+
+
+class Authenticator:
+    def __init__(self, db: Database, clock: Clock, ttl_s: float) -> None:
+        self.db = db
+        self.clock = clock
+        self.ttl_s = ttl_s
+        self._cache: dict[str, tuple[float, tuple[int, bool] | None]] = {}
+        self._inflight: dict[str, asyncio.Future[tuple[int, bool] | None]] = {}
+
+    async def account_for(self, key: object) -> int:
+        """The account id of a live key of an enabled account, else AuthFailed/AccountDisabled."""
+        if not isinstance(key, str) or not key.strip() or len(key) > 200:
+            raise AuthFailed()
+        found = await self._lookup(repo.hash_key(key.strip()))
+        if found is None:
+            raise AuthFailed()
+        account_id, disabled = found
+        if disabled:
+            raise AccountDisabled()
+        return account_id
+
+    async def _lookup(self, key_hash: str) -> tuple[int, bool] | None:
+        now = self.clock()
+        hit = self._cache.get(key_hash)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        pending = self._inflight.get(key_hash)
+        if pending is not None:  # many requests with one key: one query
+            return await asyncio.shield(pending)
+        future: asyncio.Future[tuple[int, bool] | None] = (
+            asyncio.get_running_loop().create_future())
+        self._inflight[key_hash] = future
+        try:
+            async with self.db.read() as conn:
+                found = await repo.authenticate(conn, key_hash)
+            if self.ttl_s > 0:
+                if len(self._cache) > 100_000:
+                    self._cache.clear()
+                self._cache[key_hash] = (now + self.ttl_s, found)
+            future.set_result(found)
+            return found
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved
+            raise
+        finally:
+            del self._inflight[key_hash]
+
+    def invalidate(self) -> None:
+        self._cache.clear()

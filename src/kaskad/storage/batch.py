@@ -1,0 +1,123 @@
+"""Group commit: many callers' writes executed together in one transaction.
+
+Throughput of an OLTP gateway is bounded by commits (fsync) and statement round trips. Every
+write in kaskad is a `BatchOp`: callers submit items and await their own result; one writer task
+takes everything queued, runs each op once over its items (so N verifications cost a handful of
+statements, not N), commits once and resolves every caller. An op must make no writes for an
+item it rejects, so a per-item error never leaves anything half-written. If the batch itself
+fails (a database error), each item is retried alone so one bad item cannot sink the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, Generic, TypeVar
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from kaskad.storage.db import Database
+
+log = structlog.get_logger(__name__)
+
+I = TypeVar("I")  # noqa: E741
+R = TypeVar("R")
+
+
+class BatchOp(Generic[I, R]):
+    """One kind of write. `run` returns one result (or exception instance) per item, in order."""
+
+    name = "op"
+
+    async def run(self, conn: AsyncConnection, items: Sequence[I]) -> list[R | Exception]:
+        raise NotImplementedError
+
+
+class _Pending:
+    __slots__ = ("future", "item", "op")
+
+    def __init__(self, op: BatchOp[Any, Any], item: Any, future: asyncio.Future[Any]) -> None:
+        self.op = op
+        self.item = item
+        self.future = future
+
+
+class WriteBatcher:
+    def __init__(self, db: Database, *, max_batch: int = 512, writers: int | None = None) -> None:
+        self.db = db
+        self.max_batch = max_batch
+        self.writers = writers or (1 if db.is_sqlite else 2)
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.batches = 0
+        self.items = 0
+
+    def start(self) -> None:
+        if not self._tasks:
+            self._tasks = [asyncio.create_task(self._loop(), name=f"writer-{i}")
+                           for i in range(self.writers)]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def submit(self, op: BatchOp[I, R], item: I) -> R:
+        if not self._tasks:
+            self.start()
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(op, item, future))
+        return await future
+
+    async def submit_many(self, op: BatchOp[I, R], items: Sequence[I]) -> list[R]:
+        return list(await asyncio.gather(*(self.submit(op, item) for item in items)))
+
+    async def _loop(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._execute(batch)
+            except asyncio.CancelledError:
+                for p in batch:
+                    if not p.future.done():
+                        p.future.cancel()
+                raise
+
+    async def _execute(self, batch: list[_Pending]) -> None:
+        try:
+            results = await self._run_in_transaction(batch)
+        except Exception as exc:  # a database error: isolate the item that caused it
+            if len(batch) == 1:
+                log.warning("write failed", op=batch[0].op.name, error=repr(exc))
+                if not batch[0].future.done():
+                    batch[0].future.set_exception(exc)
+                return
+            for pending in batch:
+                await self._execute([pending])
+            return
+        self.batches += 1
+        self.items += len(batch)
+        for pending, result in zip(batch, results, strict=True):
+            if pending.future.done():
+                continue
+            if isinstance(result, Exception):
+                pending.future.set_exception(result)
+            else:
+                pending.future.set_result(result)
+
+    async def _run_in_transaction(self, batch: list[_Pending]) -> list[Any]:
+        groups: dict[int, tuple[BatchOp[Any, Any], list[int]]] = {}
+        for index, pending in enumerate(batch):
+            groups.setdefault(id(pending.op), (pending.op, []))[1].append(index)
+        results: list[Any] = [None] * len(batch)
+        async with self.db.write() as conn:
+            for op, indexes in groups.values():
+                out = await op.run(conn, [batch[i].item for i in indexes])
+                for i, result in zip(indexes, out, strict=True):
+                    results[i] = result
+        return results

@@ -1,0 +1,167 @@
+"""The one schema, for SQLite and PostgreSQL alike. Times are integer milliseconds since the epoch;
+money is integer kopecks."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# A BIGINT that is SQLite's INTEGER PRIMARY KEY (rowid) there, BIGSERIAL-like on PostgreSQL.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+accounts = Table(
+    "accounts", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("email", String(254), nullable=True, unique=True),
+    Column("disabled", Boolean, nullable=False, server_default=text("false")),
+    Column("balance", BigInteger, nullable=False, server_default=text("0")),
+    Column("held", BigInteger, nullable=False, server_default=text("0")),
+    Column("allowed_directions", Text, nullable=False, server_default=""),
+    Column("tariff_plan", String(50), nullable=False, server_default="default"),
+    Column("callback_secret", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(12), nullable=False),
+    Column("name", String(100), nullable=False, server_default=""),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger, nullable=True),
+)
+
+spam_list = Table(
+    "spam_list", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, ForeignKey("accounts.id"), nullable=True),  # NULL: global
+    Column("number", String(16), nullable=False, index=True),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("account_id", "number"),
+)
+
+tariffs = Table(
+    "tariffs", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("plan", String(50), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("direction", String(40), nullable=False),  # "RU", later "RU:operator"; "*" = any
+    Column("price", BigInteger, nullable=False),
+    UniqueConstraint("plan", "channel", "direction"),
+)
+
+verifications = Table(
+    "verifications", metadata,
+    Column("request_id", String(32), primary_key=True),
+    Column("account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("number", String(16), nullable=False),
+    Column("direction", String(40), nullable=False),
+    Column("code", String(8), nullable=False),
+    Column("resending", String(10), nullable=False),
+    Column("callback_url", Text, nullable=True),
+    Column("policy", Text, nullable=False),  # "telegram,sms"
+    Column("prices", Text, nullable=False),  # "telegram:150,sms:350" quoted at creation
+    Column("step_index", Integer, nullable=False, server_default=text("0")),
+    Column("retries", Integer, nullable=False, server_default=text("0")),
+    Column("state", String(20), nullable=False),
+    Column("state_reason", String(64), nullable=False, server_default=""),
+    Column("resend", String(20), nullable=False, server_default=""),
+    Column("hold", BigInteger, nullable=False),
+    Column("charged", BigInteger, nullable=False, server_default=text("0")),
+    Column("delivered_by", String(20), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger, nullable=True),
+    Column("next_run_at", BigInteger, nullable=True),  # NULL once final
+    Column("run_step", Boolean, nullable=False, server_default=text("true")),
+    Column("lease_owner", String(100), nullable=True),
+    Column("lease_until", BigInteger, nullable=True),
+    Column("lease_token", Integer, nullable=False, server_default=text("0")),
+    Index("ix_verifications_due", "next_run_at",
+          sqlite_where=text("next_run_at IS NOT NULL"),
+          postgresql_where=text("next_run_at IS NOT NULL")),
+    Index("ix_verifications_account_created", "account_id", "created_at"),
+)
+
+attempts = Table(
+    "attempts", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("request_id", String(32), ForeignKey("verifications.request_id"), nullable=False,
+           index=True),
+    Column("step_index", Integer, nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("outcome", String(24), nullable=False),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("provider_ref", String(100), nullable=True),
+    Column("started_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger, nullable=False),
+    Index("ix_attempts_provider_ref", "channel", "provider_ref"),
+)
+
+reports = Table(
+    "reports", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("channel", String(20), nullable=False),
+    Column("provider_ref", String(100), nullable=False),
+    Column("outcome", String(24), nullable=False),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("request_id", String(32), nullable=True),
+    Column("disposition", String(16), nullable=False),  # applied | late | duplicate | unmatched
+    Column("received_at", BigInteger, nullable=False),
+    Index("ix_reports_ref", "channel", "provider_ref"),
+)
+
+ledger = Table(
+    "ledger", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("kind", String(10), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("request_id", String(32), nullable=True),
+    Column("note", Text, nullable=False, server_default=""),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+outbox = Table(
+    "outbox", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", String(36), nullable=False, unique=True),
+    Column("account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("request_id", String(32), nullable=True),
+    Column("method", String(6), nullable=False, server_default="POST"),
+    Column("url", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", BigInteger, nullable=True),  # NULL: delivered or given up
+    Column("lease_until", BigInteger, nullable=True),
+    Column("delivered_at", BigInteger, nullable=True),
+    Column("last_error", Text, nullable=False, server_default=""),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_outbox_due", "next_attempt_at",
+          sqlite_where=text("next_attempt_at IS NOT NULL"),
+          postgresql_where=text("next_attempt_at IS NOT NULL")),
+)

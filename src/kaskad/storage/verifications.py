@@ -1,0 +1,582 @@
+"""Verifications in storage: create (with the balance hold), claim due work, record outcomes
+and apply delivery reports. Every op is a group-commit `BatchOp`: a batch of N items costs a
+fixed handful of statements, and state, ledger and outbox rows change in the same transaction.
+
+`version` (column `lease_token`) fences every change: a claim or a transition increments it, and
+an outcome is applied only if the version it was computed from is still current. A worker whose
+lease ran out and whose work was re-claimed therefore cannot apply its stale result twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, text, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from kaskad.domain.cascade import (
+    FINAL_STATES,
+    Cursor,
+    Decision,
+    Policy,
+    Resending,
+    State,
+    Timeouts,
+    next_step,
+    resend_of,
+)
+from kaskad.domain.channels import ChannelName, Outcome
+from kaskad.domain.errors import (
+    AccountDisabled,
+    KaskadError,
+    NotEnoughMoney,
+    NumberInSpamList,
+    NumberNotPermitted,
+)
+from kaskad.domain.ledger import EntryKind, hold_for, settle
+from kaskad.storage.accounts import price_in, split_directions
+from kaskad.storage.batch import BatchOp
+from kaskad.storage.db import Database
+from kaskad.storage.schema import (
+    accounts,
+    attempts,
+    ledger,
+    outbox,
+    reports,
+    spam_list,
+    tariffs,
+    verifications,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """A snapshot of one verification row."""
+
+    request_id: str
+    account_id: int
+    number: str
+    direction: str
+    code: str
+    resending: str
+    callback_url: str | None
+    channels: tuple[ChannelName, ...]
+    prices: dict[str, int]
+    step_index: int
+    retries: int
+    state: State
+    state_reason: str
+    resend: str
+    hold: int
+    charged: int
+    delivered_by: str | None
+    created_at: int
+    updated_at: int
+    finished_at: int | None
+    next_run_at: int | None
+    run_step: bool
+    version: int
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def cursor(self) -> Cursor:
+        return Cursor(self.step_index, self.retries)
+
+    @property
+    def channel(self) -> ChannelName:
+        return self.channels[self.step_index]
+
+    @property
+    def current_price(self) -> int:
+        """What the customer pays if the current step delivers (what it paid, once final)."""
+        if self.final:
+            return self.charged
+        return self.prices.get(self.channel.value, 0)
+
+
+def _encode_prices(prices: dict[str, int]) -> str:
+    return ",".join(f"{k}:{v}" for k, v in prices.items())
+
+
+def _decode_prices(text_: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for part in text_.split(","):
+        if part:
+            k, _, v = part.partition(":")
+            out[k] = int(v)
+    return out
+
+
+def to_verification(row: Any) -> Verification:
+    m = row._mapping
+    return Verification(
+        request_id=m["request_id"], account_id=m["account_id"], number=m["number"],
+        direction=m["direction"], code=m["code"], resending=m["resending"],
+        callback_url=m["callback_url"],
+        channels=tuple(ChannelName(c) for c in m["policy"].split(",")),
+        prices=_decode_prices(m["prices"]), step_index=m["step_index"], retries=m["retries"],
+        state=State(m["state"]), state_reason=m["state_reason"], resend=m["resend"],
+        hold=m["hold"], charged=m["charged"], delivered_by=m["delivered_by"],
+        created_at=m["created_at"], updated_at=m["updated_at"], finished_at=m["finished_at"],
+        next_run_at=m["next_run_at"], run_step=bool(m["run_step"]), version=m["lease_token"],
+    )
+
+
+# --------------------------------------------------------------------------- create
+
+
+@dataclass(frozen=True, slots=True)
+class NewVerification:
+    request_id: str
+    account_id: int
+    number: str
+    direction: str
+    code: str
+    resending: Resending
+    callback_url: str | None
+    channels: tuple[ChannelName, ...]
+    now_ms: int
+    lease_owner: str  # the creating node runs the first step at once (fast path)
+    lease_until_ms: int
+
+
+class CreateVerifications(BatchOp[NewVerification, Verification]):
+    """Permission, spam and money checks under lock, then hold + insert, for a whole batch."""
+
+    name = "create_verifications"
+
+    async def run(self, conn: AsyncConnection,
+                  items: Sequence[NewVerification]) -> list[Verification | Exception]:
+        acct = await self._accounts(conn, items)
+        spam = await self._spam(conn, items)
+        prices = await self._tariffs(conn, {a["tariff_plan"] for a in acct.values()})
+        results: list[Verification | Exception] = []
+        holds: dict[int, int] = {}
+        rows: list[dict[str, Any]] = []
+        entries: list[dict[str, Any]] = []
+        for item in items:
+            try:
+                row = self._decide(item, acct.get(item.account_id), spam, prices)
+            except KaskadError as exc:
+                results.append(exc)
+                continue
+            a = acct[item.account_id]
+            a["available"] -= row["hold"]
+            holds[item.account_id] = holds.get(item.account_id, 0) + row["hold"]
+            rows.append(row)
+            entries.append(dict(account_id=item.account_id, kind=EntryKind.HOLD.value,
+                                amount=row["hold"], request_id=item.request_id, note="",
+                                created_at=item.now_ms))
+            results.append(to_verification(_RowView(row)))
+        if holds:
+            await conn.execute(
+                update(accounts).where(accounts.c.id == bindparam("b_id"))
+                .values(held=accounts.c.held + bindparam("b_delta")),
+                [{"b_id": k, "b_delta": v} for k, v in holds.items()])
+            await conn.execute(insert(verifications), rows)
+            await conn.execute(insert(ledger), entries)
+        return results
+
+    async def _accounts(self, conn: AsyncConnection,
+                        items: Sequence[NewVerification]) -> dict[int, dict[str, Any]]:
+        ids = sorted({i.account_id for i in items})
+        result = await conn.execute(
+            select(accounts.c.id, accounts.c.disabled, accounts.c.balance, accounts.c.held,
+                   accounts.c.allowed_directions, accounts.c.tariff_plan)
+            .where(accounts.c.id.in_(ids)).order_by(accounts.c.id).with_for_update())
+        out = {}
+        for r in result:
+            m = dict(r._mapping)
+            m["available"] = m["balance"] - m["held"]
+            m["directions"] = split_directions(m["allowed_directions"])
+            out[m["id"]] = m
+        return out
+
+    async def _spam(self, conn: AsyncConnection,
+                    items: Sequence[NewVerification]) -> set[tuple[int | None, str]]:
+        numbers = sorted({i.number for i in items})
+        result = await conn.execute(select(spam_list.c.account_id, spam_list.c.number)
+                                    .where(spam_list.c.number.in_(numbers)))
+        return {(r[0], r[1]) for r in result}
+
+    async def _tariffs(self, conn: AsyncConnection,
+                       plans: set[str]) -> dict[tuple[str, str, str], int]:
+        result = await conn.execute(select(tariffs.c.plan, tariffs.c.channel,
+                                           tariffs.c.direction, tariffs.c.price)
+                                    .where(tariffs.c.plan.in_(sorted(plans))))
+        return {(r[0], r[1], r[2]): r[3] for r in result}
+
+    @staticmethod
+    def _decide(item: NewVerification, acct: dict[str, Any] | None,
+                spam: set[tuple[int | None, str]],
+                table: dict[tuple[str, str, str], int]) -> dict[str, Any]:
+        if acct is None or acct["disabled"]:
+            raise AccountDisabled()
+        directions = acct["directions"]
+        if "*" not in directions and item.direction not in directions:
+            raise NumberNotPermitted(item.direction)
+        if (None, item.number) in spam or (item.account_id, item.number) in spam:
+            raise NumberInSpamList()
+        prices: dict[str, int] = {}
+        for channel in item.channels:
+            price = price_in(table, acct["tariff_plan"], channel.value, item.direction)
+            if price is None:  # we cannot bill it, so we do not send it
+                raise NumberNotPermitted(f"no {channel} tariff for {item.direction}")
+            prices[channel.value] = price
+        hold = hold_for(list(prices.values()))
+        if hold > acct["available"]:
+            raise NotEnoughMoney()
+        return dict(
+            request_id=item.request_id, account_id=item.account_id, number=item.number,
+            direction=item.direction, code=item.code, resending=item.resending.value,
+            callback_url=item.callback_url, policy=",".join(c.value for c in item.channels),
+            prices=_encode_prices(prices), step_index=0, retries=0, state=State.PENDING.value,
+            state_reason="", resend="", hold=hold, charged=0, delivered_by=None,
+            created_at=item.now_ms, updated_at=item.now_ms, finished_at=None,
+            next_run_at=item.now_ms, run_step=True, lease_owner=item.lease_owner,
+            lease_until=item.lease_until_ms, lease_token=1,
+        )
+
+
+class _RowView:
+    """Lets a dict pass where a Row is expected (`._mapping`)."""
+
+    def __init__(self, mapping: dict[str, Any]) -> None:
+        self._mapping = mapping
+
+
+# --------------------------------------------------------------------------- claim
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    owner: str
+    now_ms: int
+    lease_until_ms: int
+    limit: int
+
+
+class ClaimDue:
+    """Atomically lease due verifications: one statement, correct on both backends.
+
+    SQLAlchemy drops FOR UPDATE SKIP LOCKED on SQLite; there the single writer lock makes the
+    UPDATE atomic, and on PostgreSQL SKIP LOCKED keeps concurrent claimers off each other's rows.
+    The outer WHERE re-checks the lease so a row re-read after a lock wait is not taken twice.
+    """
+
+    name = "claim_due"
+
+    def __init__(self, db: Database) -> None:
+        lock = "" if db.is_sqlite else " FOR UPDATE SKIP LOCKED"
+        free = ("next_run_at IS NOT NULL AND next_run_at <= :now "
+                "AND (lease_until IS NULL OR lease_until < :now)")
+        self._sql = text(
+            f"UPDATE verifications SET lease_owner = :owner, lease_until = :until, "
+            f"lease_token = lease_token + 1 WHERE {free} AND request_id IN ("
+            f"SELECT request_id FROM verifications WHERE {free} "
+            f"ORDER BY next_run_at LIMIT :limit{lock}) RETURNING *")
+
+    async def run(self, conn: AsyncConnection,
+                  items: Sequence[Claim]) -> list[list[Verification] | Exception]:
+        out: list[list[Verification] | Exception] = []
+        for c in items:
+            result = await conn.execute(self._sql, {"owner": c.owner, "until": c.lease_until_ms,
+                                                    "now": c.now_ms, "limit": c.limit})
+            out.append([to_verification(r) for r in result])
+        return out
+
+
+# --------------------------------------------------------------------------- transitions
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutcome:
+    """What happened to the attempt at (step_index, retries) of a verification at `version`."""
+
+    request_id: str
+    version: int
+    step_index: int
+    retries: int
+    outcome: Outcome
+    now_ms: int
+    started_ms: int
+    detail: str = ""
+    provider_ref: str | None = None
+    record_attempt: bool = True  # False for the engine's own report deadline (no attempt made)
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A delivery report from a channel, matched to its attempt by the provider's reference."""
+
+    channel: ChannelName
+    provider_ref: str
+    outcome: Outcome
+    now_ms: int
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class Applied:
+    """The result of an outcome or a report: the row after it, and whether it changed."""
+
+    verification: Verification | None
+    changed: bool
+    disposition: str = "applied"
+
+    @property
+    def run_now(self) -> Verification | None:
+        """The verification if this node now holds its lease and must run its next step."""
+        v = self.verification
+        if (self.changed and v is not None and v.run_step and not v.final
+                and v.next_run_at is not None and v.next_run_at <= v.updated_at):
+            return v
+        return None
+
+
+CallbackBuilder = Callable[[Verification], tuple[str, str, str] | None]  # (url, body, event_id)
+
+
+@dataclass
+class _Writes:
+    """Everything one batch changes, flushed with executemany at the end."""
+
+    rows: dict[str, Verification] = field(default_factory=dict)
+    dirty: set[str] = field(default_factory=set)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    ledger: list[dict[str, Any]] = field(default_factory=list)
+    money: dict[int, list[int]] = field(default_factory=dict)  # account -> [balance, held]
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+    leases: dict[str, tuple[str, int]] = field(default_factory=dict)  # kept for run-now steps
+
+
+class Transitions:
+    """Shared by RecordOutcomes and ApplyReports: apply next_step() and persist its decision."""
+
+    def __init__(self, timeouts: Timeouts, policy_knobs: tuple[int, float],
+                 callback: CallbackBuilder, node_id: str, lease_s: float) -> None:
+        self.timeouts = timeouts
+        self.max_retries, self.backoff_s = policy_knobs
+        self.callback = callback
+        self.node_id = node_id
+        self.lease_ms = int(lease_s * 1000)
+
+    def policy(self, v: Verification) -> Policy:
+        from kaskad.domain.cascade import Step
+
+        return Policy(tuple(Step(c, self.timeouts.for_channel(c)) for c in v.channels),
+                      self.max_retries, self.backoff_s)
+
+    async def load(self, conn: AsyncConnection, ids: set[str], w: _Writes) -> None:
+        missing = sorted(ids - w.rows.keys())
+        if not missing:
+            return
+        result = await conn.execute(select(verifications)
+                                    .where(verifications.c.request_id.in_(missing))
+                                    .order_by(verifications.c.request_id).with_for_update())
+        for r in result:
+            v = to_verification(r)
+            w.rows[v.request_id] = v
+
+    def apply(self, w: _Writes, v: Verification, outcome: Outcome, now_ms: int) -> Verification:
+        policy = self.policy(v)
+        d: Decision = next_step(policy, v.cursor, outcome, now_ms / 1000)
+        new = replace(
+            v, step_index=d.cursor.step_index, retries=d.cursor.retries, state=d.state,
+            state_reason=d.reason or v.state_reason, resend=resend_of(policy, d.cursor),
+            updated_at=now_ms, run_step=d.run_step, version=v.version + 1,
+            next_run_at=None if d.run_at is None else int(d.run_at * 1000),
+        )
+        if d.final:
+            charged = v.prices.get(d.delivered_by.value, 0) if d.delivered_by else 0
+            capture, release = settle(v.hold, charged)
+            new = replace(new, charged=charged, finished_at=now_ms,
+                          delivered_by=d.delivered_by.value if d.delivered_by else None)
+            money = w.money.setdefault(v.account_id, [0, 0])
+            money[0] -= capture
+            money[1] -= v.hold
+            for kind, amount in ((EntryKind.CAPTURE, capture), (EntryKind.RELEASE, release)):
+                if amount:
+                    w.ledger.append(dict(account_id=v.account_id, kind=kind.value, amount=amount,
+                                         request_id=v.request_id, note="", created_at=now_ms))
+            built = self.callback(new)
+            if built is not None:
+                url, body, event_id = built
+                w.outbox.append(dict(event_id=event_id, account_id=v.account_id,
+                                     request_id=v.request_id, method="POST", url=url, body=body,
+                                     attempts=0, next_attempt_at=now_ms, created_at=now_ms))
+        if new.run_step and new.next_run_at is not None and new.next_run_at <= now_ms:
+            # The next step is due now: this node keeps the lease and runs it at once,
+            # instead of waiting for a poll (a number without Telegram falls back immediately).
+            w.leases[v.request_id] = (self.node_id, now_ms + self.lease_ms)
+        else:
+            w.leases.pop(v.request_id, None)
+        w.rows[v.request_id] = new
+        w.dirty.add(v.request_id)
+        return new
+
+    async def flush(self, conn: AsyncConnection, w: _Writes) -> None:
+        if w.dirty:
+            params = []
+            for rid in sorted(w.dirty):
+                v = w.rows[rid]
+                params.append(dict(
+                    b_id=rid, step_index=v.step_index, retries=v.retries, state=v.state.value,
+                    state_reason=v.state_reason, resend=v.resend, charged=v.charged,
+                    delivered_by=v.delivered_by, updated_at=v.updated_at,
+                    finished_at=v.finished_at, next_run_at=v.next_run_at, run_step=v.run_step,
+                    lease_owner=w.leases.get(rid, (None, None))[0],
+                    lease_until=w.leases.get(rid, (None, None))[1], lease_token=v.version))
+            await conn.execute(update(verifications)
+                               .where(verifications.c.request_id == bindparam("b_id")), params)
+        if w.money:
+            await conn.execute(
+                update(accounts).where(accounts.c.id == bindparam("b_id"))
+                .values(balance=accounts.c.balance + bindparam("b_balance"),
+                        held=accounts.c.held + bindparam("b_held")),
+                [{"b_id": k, "b_balance": v[0], "b_held": v[1]}
+                 for k, v in sorted(w.money.items())])
+        for table, rows in ((attempts, w.attempts), (reports, w.reports), (ledger, w.ledger),
+                            (outbox, w.outbox)):
+            if rows:
+                await conn.execute(insert(table), rows)
+
+
+class RecordOutcomes(BatchOp[StepOutcome, Applied]):
+    name = "record_outcomes"
+
+    def __init__(self, transitions: Transitions) -> None:
+        self.t = transitions
+
+    async def run(self, conn: AsyncConnection,
+                  items: Sequence[StepOutcome]) -> list[Applied | Exception]:
+        w = _Writes()
+        await self.t.load(conn, {i.request_id for i in items}, w)
+        out: list[Applied | Exception] = []
+        accepted_refs: list[tuple[str, str]] = []
+        for item in items:
+            v = w.rows.get(item.request_id)
+            if v is not None and item.record_attempt:
+                w.attempts.append(dict(
+                    request_id=item.request_id, step_index=item.step_index,
+                    channel=v.channels[item.step_index].value, outcome=item.outcome.value,
+                    detail=item.detail[:500], provider_ref=item.provider_ref,
+                    started_at=item.started_ms, finished_at=item.now_ms))
+            if (v is None or v.final or v.version != item.version
+                    or v.cursor != Cursor(item.step_index, item.retries)):
+                out.append(Applied(v, False, "stale"))
+                continue
+            new = self.t.apply(w, v, item.outcome, item.now_ms)
+            out.append(Applied(new, True))
+            if item.outcome is Outcome.ACCEPTED and item.provider_ref:
+                accepted_refs.append((v.channels[item.step_index].value, item.provider_ref))
+        if accepted_refs:
+            await ApplyReports.apply_unmatched(conn, self.t, w, accepted_refs)
+        await self.t.flush(conn, w)
+        return out
+
+
+class ApplyReports(BatchOp[Report, Applied]):
+    """Delivery reports: applied once if they concern the step being waited on, else recorded.
+
+    A report that arrives before its attempt's provider reference is stored (a known race with
+    fast providers) is kept as `unmatched` and applied when the attempt is recorded.
+    """
+
+    name = "apply_reports"
+
+    def __init__(self, transitions: Transitions) -> None:
+        self.t = transitions
+
+    async def run(self, conn: AsyncConnection,
+                  items: Sequence[Report]) -> list[Applied | Exception]:
+        w = _Writes()
+        keys = sorted({(i.channel.value, i.provider_ref) for i in items})
+        found = await _attempts_by_ref(conn, keys)
+        await self.t.load(conn, {rid for rid, _ in found.values()}, w)
+        out: list[Applied | Exception] = []
+        for item in items:
+            match = found.get((item.channel.value, item.provider_ref))
+            applied = self._one(w, item, match)
+            w.reports.append(dict(channel=item.channel.value, provider_ref=item.provider_ref,
+                                  outcome=item.outcome.value, detail=item.detail[:500],
+                                  request_id=match[0] if match else None,
+                                  disposition=applied.disposition, received_at=item.now_ms))
+            out.append(applied)
+        await self.t.flush(conn, w)
+        return out
+
+    def _one(self, w: _Writes, item: Report, match: tuple[str, int] | None) -> Applied:
+        if match is None:
+            return Applied(None, False, "unmatched")
+        v = w.rows.get(match[0])
+        if v is None:
+            return Applied(None, False, "unmatched")
+        waiting = not v.final and not v.run_step and v.step_index == match[1]
+        if not waiting or item.outcome not in (Outcome.DELIVERED, Outcome.NOT_DELIVERED):
+            return Applied(v, False, "late" if item.outcome is not Outcome.ACCEPTED else "info")
+        return Applied(self.t.apply(w, v, item.outcome, item.now_ms), True)
+
+    @staticmethod
+    async def apply_unmatched(conn: AsyncConnection, t: Transitions, w: _Writes,
+                              refs: list[tuple[str, str]]) -> None:
+        result = await conn.execute(
+            select(reports.c.id, reports.c.channel, reports.c.provider_ref, reports.c.outcome)
+            .where(reports.c.disposition == "unmatched",
+                   tuple_(reports.c.channel, reports.c.provider_ref).in_(refs))
+            .order_by(reports.c.id))
+        by_ref = _refs_to_ids(w, refs)
+        done: list[dict[str, Any]] = []
+        for report_id, channel, ref, outcome in result:
+            rid = by_ref.get((channel, ref))
+            v = w.rows.get(rid) if rid else None
+            if v is None or v.final or v.run_step:
+                continue
+            t.apply(w, v, Outcome(outcome), v.updated_at)
+            done.append({"b_id": report_id, "request_id": rid})
+        if done:
+            await conn.execute(update(reports).where(reports.c.id == bindparam("b_id"))
+                               .values(disposition="applied",
+                                       request_id=bindparam("request_id")), done)
+
+
+def _refs_to_ids(w: _Writes, refs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """Map (channel, provider_ref) of attempts recorded in this batch to their request ids."""
+    wanted = set(refs)
+    return {(a["channel"], a["provider_ref"]): a["request_id"] for a in w.attempts
+            if (a["channel"], a["provider_ref"]) in wanted}
+
+
+async def _attempts_by_ref(conn: AsyncConnection,
+                           keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, int]]:
+    if not keys:
+        return {}
+    result = await conn.execute(
+        select(attempts.c.channel, attempts.c.provider_ref, attempts.c.request_id,
+               attempts.c.step_index)
+        .where(tuple_(attempts.c.channel, attempts.c.provider_ref).in_(keys)))
+    return {(r[0], r[1]): (r[2], r[3]) for r in result}
+
+
+# --------------------------------------------------------------------------- reads
+
+
+async def get_verification(conn: AsyncConnection, request_id: str,
+                           account_id: int | None = None) -> Verification | None:
+    cond = verifications.c.request_id == request_id
+    if account_id is not None:
+        cond = cond & (verifications.c.account_id == account_id)
+    row = (await conn.execute(select(verifications).where(cond))).first()
+    return None if row is None else to_verification(row)
+
+
+async def list_attempts(conn: AsyncConnection, request_id: str) -> list[dict[str, Any]]:
+    rows = await conn.execute(select(attempts).where(attempts.c.request_id == request_id)
+                              .order_by(attempts.c.id))
+    return [dict(r._mapping) for r in rows]
