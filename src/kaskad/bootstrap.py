@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 
 import structlog
@@ -11,7 +12,7 @@ from kaskad.channels.sandbox import sandbox_channels
 from kaskad.config import Settings
 from kaskad.domain.callbacks import final_callback_body, new_event_id
 from kaskad.domain.clock import Clock, system_clock
-from kaskad.engine.bus import StateBus
+from kaskad.engine.bus import Predicate, StateBus
 from kaskad.engine.callbacks import CallbackSender
 from kaskad.engine.scheduler import Engine
 from kaskad.metrics import Metrics
@@ -29,6 +30,7 @@ from kaskad.storage.verifications import (
     RecordOutcomes,
     Transitions,
     Verification,
+    get_verification,
 )
 
 log = structlog.get_logger(__name__)
@@ -67,7 +69,7 @@ class Gateway:
         self.send_code = SendCode(
             auth=self.auth, batcher=self.batcher, create_op=self.create_op, engine=self.engine,
             bus=self.bus, clock=clock, node_id=settings.node_id, lease_s=settings.lease_s,
-            wait_s=settings.send_wait_s, timeouts_for=settings.timeouts)
+            wait_s=settings.send_wait_s)
         self.callbacks = CallbackSender(
             batcher=self.batcher, claim_op=ClaimOutbox(self.db), finish_op=FinishOutbox(),
             clock=clock, timeout_s=settings.callback_timeout_s,
@@ -112,6 +114,24 @@ class Gateway:
         await self.batcher.stop()
         await self.db.dispose()
         self.started = False
+
+    async def await_state(self, request_id: str, predicate: Predicate,
+                          timeout_s: float) -> Verification | None:
+        """The verification once `predicate` holds for it (changes made by this node), or the
+        stored row when `timeout_s` passes first."""
+        waiter = self.bus.waiter(request_id, predicate)
+        try:
+            async with self.db.read() as conn:
+                current = await get_verification(conn, request_id)
+            if current is not None and predicate(current):
+                return current
+            async with asyncio.timeout(timeout_s):
+                return await waiter
+        except TimeoutError:
+            async with self.db.read() as conn:
+                return await get_verification(conn, request_id)
+        finally:
+            self.bus.forget(request_id, waiter)
 
     def refresh_gauges(self) -> None:
         self.metrics.write_batches.set(self.batcher.batches)

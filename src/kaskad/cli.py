@@ -74,7 +74,7 @@ def _serve(settings: Settings, *, demo_inbox: bool, banner: Callable[[], None] |
                                 loop="none", http="httptools", timeout_graceful_shutdown=5)
         server = uvicorn.Server(config)
         serving = asyncio.create_task(server.serve())
-        while not server.started and not serving.done():
+        while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn has no event)
             await asyncio.sleep(0.05)
         if server.started and banner is not None:
             banner()
@@ -177,7 +177,7 @@ Read its state:      curl -s '{base}/api/status/?request_id=<request_id>' -H 'Au
 Callbacks received:  curl -s {base}/demo/callbacks
 Balance:             kaskad accounts show demo   (with KASKAD_DATA_DIR={data_dir})
 
-Sandbox numbers: the last digit picks the behaviour (any valid Russian mobile, e.g. 7900123456X):""")
+Sandbox numbers: the last digit picks the behaviour (any Russian mobile, e.g. 7900123456X):""")
         for digit, rule in DEFAULT_RULES.items():
             typer.echo(f"  ...{digit}  {rule.note}")
         typer.echo("Press Ctrl+C to stop.", err=False)
@@ -193,8 +193,9 @@ def _env() -> dict[str, str]:
 
 def _show(account: Any) -> None:
     state = "disabled" if account.disabled else "enabled"
+    allowed = ",".join(account.allowed_directions)
     typer.echo(f"{account.id}\t{account.name}\t{state}\tbalance {format_rub(account.balance)}"
-               f"\theld {format_rub(account.held)}\tdirections {','.join(account.allowed_directions)}"
+               f"\theld {format_rub(account.held)}\tdirections {allowed}"
                f"\tplan {account.tariff_plan}")
 
 
@@ -242,7 +243,8 @@ def key_revoke(account: str, key_id: int) -> None:
 
 
 @accounts_app.command("topup")
-def topup(account: str, amount: str = typer.Argument(..., help="Roubles, e.g. 100 or 12.50")) -> None:
+def topup(account: str,
+          amount: str = typer.Argument(..., help="Roubles, e.g. 100 or 12.50")) -> None:
     """Add money (a negative amount takes it back, never below zero)."""
     _show(_run_admin(lambda a: a.topup(account, parse_rub(amount))))
 

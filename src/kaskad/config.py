@@ -1,4 +1,5 @@
-"""Typed settings: the only reader of the environment (`KASKAD_*`) and the TOML file (`KASKAD_CONFIG`)."""
+"""Typed settings: the only reader of the environment (`KASKAD_*`) and the TOML file
+(`KASKAD_CONFIG`)."""
 
 from __future__ import annotations
 

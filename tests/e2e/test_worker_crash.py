@@ -19,12 +19,14 @@ from kaskad.storage.schema import attempts, ledger, verifications
 from kaskad.storage.verifications import CreateVerifications, NewVerification, get_verification
 
 
-async def _wait_for(predicate: object, timeout: float) -> None:
+async def _wait_for(predicate: object, limit_s: float) -> None:
+    """Another process changes the row, so there is nothing to await but the database."""
+
     async def loop() -> None:
-        while not await predicate():  # type: ignore[operator]
+        while not await predicate():  # type: ignore[operator]  # noqa: ASYNC110
             await asyncio.sleep(0.05)
 
-    await asyncio.wait_for(loop(), timeout)
+    await asyncio.wait_for(loop(), limit_s)
 
 
 async def test_killed_worker_work_resumes_and_is_charged_once(make_gateway: object,

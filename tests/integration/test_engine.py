@@ -33,16 +33,10 @@ async def _account(gw: object, balance: int = 5000) -> tuple[Admin, str]:
     return admin, (await admin.create_account("acme")).api_key
 
 
-async def _final(gw: object, request_id: str, timeout: float = 10.0) -> Verification:
-    async def poll() -> Verification:
-        while True:
-            async with gw.db.read() as conn:  # type: ignore[attr-defined]
-                v = await get_verification(conn, request_id)
-            if v is not None and v.final:
-                return v
-            await asyncio.sleep(0.02)
-
-    return await asyncio.wait_for(poll(), timeout)
+async def _final(gw: object, request_id: str) -> Verification:
+    v = await gw.await_state(request_id, lambda v: v.final, 10.0)  # type: ignore[attr-defined]
+    assert v is not None and v.final, v
+    return v
 
 
 async def _ledger(gw: object, request_id: str) -> list[tuple[str, int]]:

@@ -61,9 +61,9 @@ def new_request_id() -> str:
 
 
 class SendCode:
-    def __init__(self, *, auth: Authenticator, batcher: WriteBatcher, create_op: CreateVerifications,
-                 engine: Engine, bus: StateBus, clock: Clock, node_id: str, lease_s: float,
-                 wait_s: float, timeouts_for: object) -> None:
+    def __init__(self, *, auth: Authenticator, batcher: WriteBatcher,
+                 create_op: CreateVerifications, engine: Engine, bus: StateBus, clock: Clock,
+                 node_id: str, lease_s: float, wait_s: float) -> None:
         self.auth = auth
         self.batcher = batcher
         self.create_op = create_op
@@ -73,7 +73,6 @@ class SendCode:
         self.node_id = node_id
         self.lease_s = lease_s
         self.wait_s = wait_s
-        self.timeouts = timeouts_for
 
     async def __call__(self, req: SendCodeInput) -> Verification:
         # Syntax first (unknown_request), then who is asking, then what they ask for.
