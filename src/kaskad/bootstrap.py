@@ -50,9 +50,9 @@ class Gateway:
         self.batcher = WriteBatcher(self.db, max_batch=settings.write_batch)
         self.bus = StateBus()
         self.transitions = Transitions(
-            settings.timeouts, (settings.max_temporary_retries, settings.retry_backoff_s),
+            self.db, settings.timeouts, (settings.max_temporary_retries, settings.retry_backoff_s),
             self._callback_for, settings.node_id, settings.lease_s)
-        self.create_op = CreateVerifications()
+        self.create_op = CreateVerifications(self.db)
         self.record_op = RecordOutcomes(self.transitions)
         self.reports_op = ApplyReports(self.transitions)
         self.engine = Engine(
@@ -111,6 +111,7 @@ class Gateway:
         await self.engine.stop()
         for channel in self.channels:
             await channel.close()
+        await self.bus.close()
         await self.batcher.stop()
         await self.db.dispose()
         self.started = False

@@ -39,7 +39,7 @@ async def test_killed_worker_work_resumes_and_is_charged_once(make_gateway: obje
     now = to_ms(survivor.clock())
     request_id = new_request_id()
     # Number ending 9: no Telegram, and the voice call is slow, so the worker is mid-call.
-    await survivor.batcher.submit(CreateVerifications(), NewVerification(
+    await survivor.batcher.submit(CreateVerifications(survivor.db), NewVerification(
         request_id=request_id, account_id=account.id, number="79001234569", direction="RU",
         code="4321", resending=Resending.VOICE,
         channels=(ChannelName.TELEGRAM, ChannelName.VOICE), callback_url=None,

@@ -162,7 +162,7 @@ async def test_concurrent_claimers_take_each_row_once(make_gateway: object, db_u
         direction="RU", code="1234", resending=Resending.STOP,
         channels=(ChannelName.TELEGRAM,), callback_url=None, now_ms=now - 10,
         lease_owner="nobody", lease_until_ms=now - 5) for i in range(30)]
-    created = await batcher.submit_many(CreateVerifications(), items)
+    created = await batcher.submit_many(CreateVerifications(gw.db), items)
     assert len(created) == 30
     await batcher.stop()
 

@@ -14,7 +14,7 @@ from typing import Protocol
 from kaskad.domain.channels import ChannelName, Outcome
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Delivery:
     """One attempt to get a code to a subscriber."""
 
@@ -26,7 +26,7 @@ class Delivery:
     lang: str = "ru"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SendResult:
     outcome: Outcome
     provider_ref: str | None = None  # the provider's id, for matching later reports

@@ -36,4 +36,8 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 
 def verify(secret: str, timestamp: int, body: bytes, signature: str) -> bool:
-    return hmac.compare_digest(sign(secret, timestamp, body), signature)
+    try:
+        given = signature.encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    return hmac.compare_digest(sign(secret, timestamp, body).encode(), given)

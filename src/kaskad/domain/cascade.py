@@ -99,7 +99,7 @@ def policy_for(resending: Resending, timeouts: Timeouts | None = None) -> Policy
     return Policy(steps=tuple(Step(c, timeouts.for_channel(c)) for c in channels))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Cursor:
     """Where a verification is in its policy."""
 
@@ -107,7 +107,7 @@ class Cursor:
     retries: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     """What the engine must persist after an outcome."""
 
@@ -146,7 +146,9 @@ def next_step(policy: Policy, cursor: Cursor, outcome: Outcome, now: float) -> D
     if outcome is Outcome.REJECTED_TEMPORARY and cursor.retries < policy.max_temporary_retries:
         delay = policy.retry_backoff_s * (2**cursor.retries)
         retry = Cursor(cursor.step_index, cursor.retries + 1)
-        return Decision(retry, in_flight_state(policy, cursor), reason, now + delay, True)
+        # Nothing was sent: the first step is still pending, a fallback still "on its way".
+        state = State.PENDING if cursor.step_index == 0 else in_flight_state(policy, cursor)
+        return Decision(retry, state, reason, now + delay, True)
     following = cursor.step_index + 1
     if following < len(policy.steps):
         moved = Cursor(following, 0)

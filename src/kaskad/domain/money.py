@@ -6,7 +6,7 @@ import re
 
 Kopecks = int
 
-_AMOUNT = re.compile(r"^(?P<neg>-)?(?P<rub>\d{1,12})(?:[.,](?P<kop>\d{1,2}))?$")
+_AMOUNT = re.compile(r"^(?P<neg>-)?(?P<rub>\d{1,12})(?:[.,](?P<kop>\d{1,2}))?$", re.ASCII)
 
 
 def format_rub(kop: Kopecks) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import phonenumbers
 
@@ -46,12 +47,17 @@ def clean_digits(raw: object) -> str:
     if not text or len(text) > _MAX_INPUT:
         raise NumberEmpty()
     text = _SEPARATORS.sub("", text)
+    international = True
     if text.startswith("+"):
         text = text[1:]
     elif text.startswith("00"):
         text = text[2:]
+    else:
+        international = False
     if not (text.isascii() and text.isdigit()) or not 7 <= len(text) <= 15:
         raise NumberEmpty()
+    if international:
+        return text  # the country code was written: never reinterpret it
     if len(text) == 11 and text[0] == "8":
         # Russian trunk prefix: 8 XXX XXX-XX-XX is +7 XXX XXX-XX-XX.
         text = "7" + text[1:]
@@ -61,9 +67,23 @@ def clean_digits(raw: object) -> str:
     return text
 
 
+# phonenumbers' own pattern for Russian mobiles: matching it is exactly what is_valid_number
+# decides for +7 9XX numbers (a unit test holds the two to agree), at a fraction of the cost
+# of the general parser (~70 us a request).
+_RU_MOBILE = re.compile(
+    phonenumbers.PhoneMetadata.metadata_for_region("RU").mobile.national_number_pattern)
+
+
 def parse_number(raw: object) -> PhoneNumber:
     """Parse a customer-supplied number into E.164 digits and its country."""
     digits = clean_digits(raw)
+    if len(digits) == 11 and digits.startswith("79") and _RU_MOBILE.fullmatch(digits, 1):
+        return PhoneNumber(digits=digits, country="RU")
+    return _parse_digits(digits)
+
+
+@lru_cache(maxsize=65536)
+def _parse_digits(digits: str) -> PhoneNumber:
     try:
         parsed = phonenumbers.parse("+" + digits, None)
     except phonenumbers.NumberParseException as exc:

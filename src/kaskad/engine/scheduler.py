@@ -46,6 +46,10 @@ class Engine:
         self.poll_interval_s = poll_interval_s
         self.claim_batch = claim_batch
         self._slots = asyncio.Semaphore(max_in_flight)
+        # Channels bound their own I/O; this is the backstop, well inside the lease.
+        self.send_timeout_s = lease_s * 0.8
+        self._sending: dict[asyncio.Task[None], float] = {}
+        self._overdue: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
@@ -84,6 +88,7 @@ class Engine:
 
     async def _claim_loop(self) -> None:
         while True:
+            self._watchdog()
             try:
                 claimed = await self.claim_once()
             except Exception as exc:  # the database may be briefly away; keep going
@@ -141,10 +146,27 @@ class Engine:
         delivery = Delivery(request_id=v.request_id,
                             attempt_key=f"{v.request_id}:{v.step_index}:{v.retries}",
                             account_id=v.account_id, number=v.number, code=v.code)
+        task = asyncio.current_task()
+        assert task is not None
+        self._sending[task] = self.clock() + self.send_timeout_s
         try:
-            return await asyncio.wait_for(channel.send(delivery), self.lease_s * 0.8)
-        except TimeoutError:
+            return await channel.send(delivery)
+        except asyncio.CancelledError:
+            if task not in self._overdue:
+                raise
+            self._overdue.discard(task)
+            task.uncancel()
             return SendResult(Outcome.REJECTED_TEMPORARY, None, "channel timed out")
         except Exception as exc:  # an adapter bug must not stall the cascade
             log.exception("channel failed", channel=v.channel.value, request_id=v.request_id)
             return SendResult(Outcome.REJECTED_TEMPORARY, None, f"channel error: {exc!r}")
+        finally:
+            self._sending.pop(task, None)
+
+    def _watchdog(self) -> None:
+        """Cancel sends that outlived `send_timeout_s` (one sweep instead of a timer each)."""
+        now = self.clock()
+        for task, deadline in list(self._sending.items()):
+            if deadline < now and task not in self._overdue:
+                self._overdue.add(task)
+                task.cancel()

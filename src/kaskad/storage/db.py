@@ -49,6 +49,8 @@ class Database:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
+            cur.execute("PRAGMA temp_store=MEMORY")
             cur.close()
 
         @event.listens_for(engine.sync_engine, "begin")
@@ -65,6 +67,11 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         async with self.writer.begin() as conn:
+            if not self.is_sqlite:
+                # SQLAlchemy's asyncpg adapter sends BEGIN lazily, with its first statement;
+                # driver-level statements (storage.rawsql) must not run before it, or they
+                # would autocommit outside the transaction and its row locks.
+                await conn.exec_driver_sql("SELECT 1")
             yield conn
 
     @asynccontextmanager

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, text, tuple_, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kaskad.domain.cascade import (
@@ -23,6 +24,7 @@ from kaskad.domain.cascade import (
     Policy,
     Resending,
     State,
+    Step,
     Timeouts,
     next_step,
     resend_of,
@@ -39,19 +41,22 @@ from kaskad.domain.ledger import EntryKind, hold_for, settle
 from kaskad.storage.accounts import price_in, split_directions
 from kaskad.storage.batch import BatchOp
 from kaskad.storage.db import Database
+from kaskad.storage.rawsql import RawSql
 from kaskad.storage.schema import (
-    accounts,
     attempts,
-    ledger,
-    outbox,
-    reports,
-    spam_list,
-    tariffs,
     verifications,
 )
 
+_VERIFICATION_COLUMNS = (
+    "step_index", "retries", "state", "state_reason", "resend", "charged", "delivered_by",
+    "updated_at", "finished_at", "next_run_at", "run_step", "lease_owner", "lease_until",
+    "lease_token")
+_UPDATE_VERIFICATION = ("UPDATE verifications SET "
+                        + ", ".join(f"{c} = ?" for c in _VERIFICATION_COLUMNS)
+                        + " WHERE request_id = ?")
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class Verification:
     """A snapshot of one verification row."""
 
@@ -103,7 +108,14 @@ def _encode_prices(prices: dict[str, int]) -> str:
     return ",".join(f"{k}:{v}" for k, v in prices.items())
 
 
+@lru_cache(maxsize=4096)
+def _decode_channels(text_: str) -> tuple[ChannelName, ...]:
+    return tuple(ChannelName(c) for c in text_.split(","))
+
+
+@lru_cache(maxsize=4096)
 def _decode_prices(text_: str) -> dict[str, int]:
+    """Cached and shared: callers must not mutate the result."""
     out: dict[str, int] = {}
     for part in text_.split(","):
         if part:
@@ -112,25 +124,33 @@ def _decode_prices(text_: str) -> dict[str, int]:
     return out
 
 
+COLUMNS = tuple(c.name for c in verifications.columns)
+SELECT_COLUMNS = ", ".join(COLUMNS)
+_AT = {name: i for i, name in enumerate(COLUMNS)}
+
+
 def to_verification(row: Any) -> Verification:
-    m = row._mapping
+    """From a row whose columns are in `COLUMNS` order (a tuple, Record or Row)."""
+    m = row
+    a = _AT
     return Verification(
-        request_id=m["request_id"], account_id=m["account_id"], number=m["number"],
-        direction=m["direction"], code=m["code"], resending=m["resending"],
-        callback_url=m["callback_url"],
-        channels=tuple(ChannelName(c) for c in m["policy"].split(",")),
-        prices=_decode_prices(m["prices"]), step_index=m["step_index"], retries=m["retries"],
-        state=State(m["state"]), state_reason=m["state_reason"], resend=m["resend"],
-        hold=m["hold"], charged=m["charged"], delivered_by=m["delivered_by"],
-        created_at=m["created_at"], updated_at=m["updated_at"], finished_at=m["finished_at"],
-        next_run_at=m["next_run_at"], run_step=bool(m["run_step"]), version=m["lease_token"],
+        request_id=m[a["request_id"]], account_id=m[a["account_id"]], number=m[a["number"]],
+        direction=m[a["direction"]], code=m[a["code"]], resending=m[a["resending"]],
+        callback_url=m[a["callback_url"]], channels=_decode_channels(m[a["policy"]]),
+        prices=_decode_prices(m[a["prices"]]), step_index=m[a["step_index"]],
+        retries=m[a["retries"]], state=State(m[a["state"]]),
+        state_reason=m[a["state_reason"]], resend=m[a["resend"]], hold=m[a["hold"]],
+        charged=m[a["charged"]], delivered_by=m[a["delivered_by"]],
+        created_at=m[a["created_at"]], updated_at=m[a["updated_at"]],
+        finished_at=m[a["finished_at"]], next_run_at=m[a["next_run_at"]],
+        run_step=bool(m[a["run_step"]]), version=m[a["lease_token"]],
     )
 
 
 # --------------------------------------------------------------------------- create
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NewVerification:
     request_id: str
     account_id: int
@@ -149,6 +169,9 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
     """Permission, spam and money checks under lock, then hold + insert, for a whole batch."""
 
     name = "create_verifications"
+
+    def __init__(self, db: Database) -> None:
+        self.sql = RawSql(db)
 
     async def run(self, conn: AsyncConnection,
                   items: Sequence[NewVerification]) -> list[Verification | Exception]:
@@ -172,43 +195,39 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
             entries.append(dict(account_id=item.account_id, kind=EntryKind.HOLD.value,
                                 amount=row["hold"], request_id=item.request_id, note="",
                                 created_at=item.now_ms))
-            results.append(to_verification(_RowView(row)))
+            results.append(to_verification(tuple(row[c] for c in COLUMNS)))
         if holds:
-            await conn.execute(
-                update(accounts).where(accounts.c.id == bindparam("b_id"))
-                .values(held=accounts.c.held + bindparam("b_delta")),
-                [{"b_id": k, "b_delta": v} for k, v in holds.items()])
-            await conn.execute(insert(verifications), rows)
-            await conn.execute(insert(ledger), entries)
+            await self.sql.execute_many(conn, "UPDATE accounts SET held = held + ? WHERE id = ?",
+                                        [(v, k) for k, v in sorted(holds.items())])
+            await self.sql.insert(conn, "verifications", rows)
+            await self.sql.insert(conn, "ledger", entries)
         return results
 
     async def _accounts(self, conn: AsyncConnection,
                         items: Sequence[NewVerification]) -> dict[int, dict[str, Any]]:
         ids = sorted({i.account_id for i in items})
-        result = await conn.execute(
-            select(accounts.c.id, accounts.c.disabled, accounts.c.balance, accounts.c.held,
-                   accounts.c.allowed_directions, accounts.c.tariff_plan)
-            .where(accounts.c.id.in_(ids)).order_by(accounts.c.id).with_for_update())
+        result = await self.sql.fetch(
+            conn, "SELECT id, disabled, balance, held, allowed_directions, tariff_plan "
+                  "FROM accounts WHERE id IN (?*) ORDER BY id{lock}", self.sql.many(ids))
         out = {}
-        for r in result:
-            m = dict(r._mapping)
-            m["available"] = m["balance"] - m["held"]
-            m["directions"] = split_directions(m["allowed_directions"])
-            out[m["id"]] = m
+        for account_id, disabled, balance, held, directions, plan in result:
+            out[account_id] = dict(disabled=bool(disabled), available=balance - held,
+                                   directions=split_directions(directions), tariff_plan=plan)
         return out
 
     async def _spam(self, conn: AsyncConnection,
                     items: Sequence[NewVerification]) -> set[tuple[int | None, str]]:
         numbers = sorted({i.number for i in items})
-        result = await conn.execute(select(spam_list.c.account_id, spam_list.c.number)
-                                    .where(spam_list.c.number.in_(numbers)))
+        result = await self.sql.fetch(
+            conn, "SELECT account_id, number FROM spam_list WHERE number IN (?*)",
+            self.sql.many(numbers))
         return {(r[0], r[1]) for r in result}
 
     async def _tariffs(self, conn: AsyncConnection,
                        plans: set[str]) -> dict[tuple[str, str, str], int]:
-        result = await conn.execute(select(tariffs.c.plan, tariffs.c.channel,
-                                           tariffs.c.direction, tariffs.c.price)
-                                    .where(tariffs.c.plan.in_(sorted(plans))))
+        result = await self.sql.fetch(
+            conn, "SELECT plan, channel, direction, price FROM tariffs WHERE plan IN (?*)",
+            self.sql.many(sorted(plans)))
         return {(r[0], r[1], r[2]): r[3] for r in result}
 
     @staticmethod
@@ -243,17 +262,10 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
         )
 
 
-class _RowView:
-    """Lets a dict pass where a Row is expected (`._mapping`)."""
-
-    def __init__(self, mapping: dict[str, Any]) -> None:
-        self._mapping = mapping
-
-
 # --------------------------------------------------------------------------- claim
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Claim:
     owner: str
     now_ms: int
@@ -272,29 +284,30 @@ class ClaimDue:
     name = "claim_due"
 
     def __init__(self, db: Database) -> None:
-        lock = "" if db.is_sqlite else " FOR UPDATE SKIP LOCKED"
-        free = ("next_run_at IS NOT NULL AND next_run_at <= :now "
-                "AND (lease_until IS NULL OR lease_until < :now)")
-        self._sql = text(
-            f"UPDATE verifications SET lease_owner = :owner, lease_until = :until, "
+        self.sql = RawSql(db)
+        skip = "" if db.is_sqlite else " FOR UPDATE SKIP LOCKED"
+        free = ("next_run_at IS NOT NULL AND next_run_at <= ? "
+                "AND (lease_until IS NULL OR lease_until < ?)")
+        self._template = (
+            f"UPDATE verifications SET lease_owner = ?, lease_until = ?, "
             f"lease_token = lease_token + 1 WHERE {free} AND request_id IN ("
             f"SELECT request_id FROM verifications WHERE {free} "
-            f"ORDER BY next_run_at LIMIT :limit{lock}) RETURNING *")
+            f"ORDER BY next_run_at LIMIT ?{skip}) RETURNING {SELECT_COLUMNS}")
 
     async def run(self, conn: AsyncConnection,
                   items: Sequence[Claim]) -> list[list[Verification] | Exception]:
         out: list[list[Verification] | Exception] = []
         for c in items:
-            result = await conn.execute(self._sql, {"owner": c.owner, "until": c.lease_until_ms,
-                                                    "now": c.now_ms, "limit": c.limit})
-            out.append([to_verification(r) for r in result])
+            rows = await self.sql.fetch(conn, self._template, c.owner, c.lease_until_ms,
+                                        c.now_ms, c.now_ms, c.now_ms, c.now_ms, c.limit)
+            out.append([to_verification(r) for r in rows])
         return out
 
 
 # --------------------------------------------------------------------------- transitions
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StepOutcome:
     """What happened to the attempt at (step_index, retries) of a verification at `version`."""
 
@@ -310,7 +323,7 @@ class StepOutcome:
     record_attempt: bool = True  # False for the engine's own report deadline (no attempt made)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Report:
     """A delivery report from a channel, matched to its attempt by the provider's reference."""
 
@@ -359,27 +372,31 @@ class _Writes:
 class Transitions:
     """Shared by RecordOutcomes and ApplyReports: apply next_step() and persist its decision."""
 
-    def __init__(self, timeouts: Timeouts, policy_knobs: tuple[int, float],
+    def __init__(self, db: Database, timeouts: Timeouts, policy_knobs: tuple[int, float],
                  callback: CallbackBuilder, node_id: str, lease_s: float) -> None:
+        self.sql = RawSql(db)
         self.timeouts = timeouts
         self.max_retries, self.backoff_s = policy_knobs
         self.callback = callback
         self.node_id = node_id
         self.lease_ms = int(lease_s * 1000)
+        self._policies: dict[tuple[ChannelName, ...], Policy] = {}
 
     def policy(self, v: Verification) -> Policy:
-        from kaskad.domain.cascade import Step
-
-        return Policy(tuple(Step(c, self.timeouts.for_channel(c)) for c in v.channels),
-                      self.max_retries, self.backoff_s)
+        policy = self._policies.get(v.channels)
+        if policy is None:
+            policy = Policy(tuple(Step(c, self.timeouts.for_channel(c)) for c in v.channels),
+                            self.max_retries, self.backoff_s)
+            self._policies[v.channels] = policy
+        return policy
 
     async def load(self, conn: AsyncConnection, ids: set[str], w: _Writes) -> None:
         missing = sorted(ids - w.rows.keys())
         if not missing:
             return
-        result = await conn.execute(select(verifications)
-                                    .where(verifications.c.request_id.in_(missing))
-                                    .order_by(verifications.c.request_id).with_for_update())
+        result = await self.sql.fetch(
+            conn, f"SELECT {SELECT_COLUMNS} FROM verifications WHERE request_id IN (?*) "
+                  "ORDER BY request_id{lock}", self.sql.many(missing))
         for r in result:
             v = to_verification(r)
             w.rows[v.request_id] = v
@@ -422,30 +439,20 @@ class Transitions:
         return new
 
     async def flush(self, conn: AsyncConnection, w: _Writes) -> None:
-        if w.dirty:
-            params = []
-            for rid in sorted(w.dirty):
-                v = w.rows[rid]
-                params.append(dict(
-                    b_id=rid, step_index=v.step_index, retries=v.retries, state=v.state.value,
-                    state_reason=v.state_reason, resend=v.resend, charged=v.charged,
-                    delivered_by=v.delivered_by, updated_at=v.updated_at,
-                    finished_at=v.finished_at, next_run_at=v.next_run_at, run_step=v.run_step,
-                    lease_owner=w.leases.get(rid, (None, None))[0],
-                    lease_until=w.leases.get(rid, (None, None))[1], lease_token=v.version))
-            await conn.execute(update(verifications)
-                               .where(verifications.c.request_id == bindparam("b_id")), params)
-        if w.money:
-            await conn.execute(
-                update(accounts).where(accounts.c.id == bindparam("b_id"))
-                .values(balance=accounts.c.balance + bindparam("b_balance"),
-                        held=accounts.c.held + bindparam("b_held")),
-                [{"b_id": k, "b_balance": v[0], "b_held": v[1]}
-                 for k, v in sorted(w.money.items())])
-        for table, rows in ((attempts, w.attempts), (reports, w.reports), (ledger, w.ledger),
-                            (outbox, w.outbox)):
-            if rows:
-                await conn.execute(insert(table), rows)
+        params = []
+        for rid in sorted(w.dirty):
+            v = w.rows[rid]
+            owner, until = w.leases.get(rid, (None, None))
+            params.append((v.step_index, v.retries, v.state.value, v.state_reason, v.resend,
+                           v.charged, v.delivered_by, v.updated_at, v.finished_at,
+                           v.next_run_at, v.run_step, owner, until, v.version, rid))
+        await self.sql.execute_many(conn, _UPDATE_VERIFICATION, params)
+        await self.sql.execute_many(
+            conn, "UPDATE accounts SET balance = balance + ?, held = held + ? WHERE id = ?",
+            [(v[0], v[1], k) for k, v in sorted(w.money.items())])
+        for name, rows in (("attempts", w.attempts), ("reports", w.reports),
+                           ("ledger", w.ledger), ("outbox", w.outbox)):
+            await self.sql.insert(conn, name, rows)
 
 
 class RecordOutcomes(BatchOp[StepOutcome, Applied]):
@@ -498,7 +505,7 @@ class ApplyReports(BatchOp[Report, Applied]):
                   items: Sequence[Report]) -> list[Applied | Exception]:
         w = _Writes()
         keys = sorted({(i.channel.value, i.provider_ref) for i in items})
-        found = await _attempts_by_ref(conn, keys)
+        found = await _attempts_by_ref(self.t.sql, conn, keys)
         await self.t.load(conn, {rid for rid, _ in found.values()}, w)
         out: list[Applied | Exception] = []
         for item in items:
@@ -526,24 +533,21 @@ class ApplyReports(BatchOp[Report, Applied]):
     @staticmethod
     async def apply_unmatched(conn: AsyncConnection, t: Transitions, w: _Writes,
                               refs: list[tuple[str, str]]) -> None:
-        result = await conn.execute(
-            select(reports.c.id, reports.c.channel, reports.c.provider_ref, reports.c.outcome)
-            .where(reports.c.disposition == "unmatched",
-                   tuple_(reports.c.channel, reports.c.provider_ref).in_(refs))
-            .order_by(reports.c.id))
+        result = await t.sql.fetch(
+            conn, "SELECT id, channel, provider_ref, outcome FROM reports "
+                  "WHERE disposition = 'unmatched' AND provider_ref IN (?*) ORDER BY id",
+            t.sql.many(sorted({ref for _, ref in refs})))
         by_ref = _refs_to_ids(w, refs)
-        done: list[dict[str, Any]] = []
-        for report_id, channel, ref, outcome in result:
+        done: list[tuple[str, int]] = []
+        for report_id, channel, ref, outcome in list(result):
             rid = by_ref.get((channel, ref))
             v = w.rows.get(rid) if rid else None
             if v is None or v.final or v.run_step:
                 continue
             t.apply(w, v, Outcome(outcome), v.updated_at)
-            done.append({"b_id": report_id, "request_id": rid})
-        if done:
-            await conn.execute(update(reports).where(reports.c.id == bindparam("b_id"))
-                               .values(disposition="applied",
-                                       request_id=bindparam("request_id")), done)
+            done.append((rid, report_id))
+        await t.sql.execute_many(
+            conn, "UPDATE reports SET disposition = 'applied', request_id = ? WHERE id = ?", done)
 
 
 def _refs_to_ids(w: _Writes, refs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
@@ -553,15 +557,15 @@ def _refs_to_ids(w: _Writes, refs: list[tuple[str, str]]) -> dict[tuple[str, str
             if (a["channel"], a["provider_ref"]) in wanted}
 
 
-async def _attempts_by_ref(conn: AsyncConnection,
+async def _attempts_by_ref(sql: RawSql, conn: AsyncConnection,
                            keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, int]]:
     if not keys:
         return {}
-    result = await conn.execute(
-        select(attempts.c.channel, attempts.c.provider_ref, attempts.c.request_id,
-               attempts.c.step_index)
-        .where(tuple_(attempts.c.channel, attempts.c.provider_ref).in_(keys)))
-    return {(r[0], r[1]): (r[2], r[3]) for r in result}
+    result = await sql.fetch(
+        conn, "SELECT channel, provider_ref, request_id, step_index FROM attempts "
+              "WHERE provider_ref IN (?*)", sql.many(sorted({ref for _, ref in keys})))
+    wanted = set(keys)
+    return {(r[0], r[1]): (r[2], r[3]) for r in result if (r[0], r[1]) in wanted}
 
 
 # --------------------------------------------------------------------------- reads
