@@ -28,6 +28,7 @@ def build_router(limit: int = 200) -> APIRouter:
             "timestamp": request.headers.get("x-kaskad-timestamp"),
             "signature": request.headers.get("x-kaskad-signature"),
             "body": body,
+            "raw": raw[:4000].decode("utf-8", "replace"),  # what the signature covers
         })
         return json_response({"ok": True})
 

@@ -15,7 +15,7 @@ from kaskad.domain.channels import ChannelName, Outcome
 from kaskad.simulators.world import Sms, Telegram, Voice, World
 
 
-class _SandboxChannel:
+class SandboxChannel:
     name: ChannelName
 
     def __init__(self, world: World, sink: ReportSink, report_delay_s: float,
@@ -27,6 +27,9 @@ class _SandboxChannel:
         self._refs = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self.sent = 0
+
+    async def send(self, delivery: Delivery) -> SendResult:
+        raise NotImplementedError
 
     def _ref(self) -> str:
         return f"sbx-{self.name.value}-{next(self._refs)}"
@@ -51,7 +54,7 @@ class _SandboxChannel:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-class SandboxTelegram(_SandboxChannel):
+class SandboxTelegram(SandboxChannel):
     name = ChannelName.TELEGRAM
 
     async def send(self, delivery: Delivery) -> SendResult:
@@ -68,7 +71,7 @@ class SandboxTelegram(_SandboxChannel):
         return self._accept_then(Outcome.DELIVERED, self.report_delay_s, "delivered")
 
 
-class SandboxSms(_SandboxChannel):
+class SandboxSms(SandboxChannel):
     name = ChannelName.SMS
 
     async def send(self, delivery: Delivery) -> SendResult:
@@ -82,7 +85,7 @@ class SandboxSms(_SandboxChannel):
         return self._accept_then(Outcome.DELIVERED, delay, "DELIVRD")
 
 
-class SandboxVoice(_SandboxChannel):
+class SandboxVoice(SandboxChannel):
     name = ChannelName.VOICE
 
     async def send(self, delivery: Delivery) -> SendResult:
@@ -98,6 +101,6 @@ class SandboxVoice(_SandboxChannel):
 
 
 def sandbox_channels(world: World, sink: ReportSink, report_delay_s: float,
-                     slow_delay_s: float) -> list[_SandboxChannel]:
+                     slow_delay_s: float) -> list[SandboxChannel]:
     return [cls(world, sink, report_delay_s, slow_delay_s)
             for cls in (SandboxTelegram, SandboxSms, SandboxVoice)]

@@ -273,7 +273,7 @@ class Claim:
     limit: int
 
 
-class ClaimDue:
+class ClaimDue(BatchOp[Claim, list[Verification]]):
     """Atomically lease due verifications: one statement, correct on both backends.
 
     SQLAlchemy drops FOR UPDATE SKIP LOCKED on SQLite; there the single writer lock makes the
@@ -541,8 +541,8 @@ class ApplyReports(BatchOp[Report, Applied]):
         done: list[tuple[str, int]] = []
         for report_id, channel, ref, outcome in list(result):
             rid = by_ref.get((channel, ref))
-            v = w.rows.get(rid) if rid else None
-            if v is None or v.final or v.run_step:
+            v = w.rows.get(rid) if rid is not None else None
+            if rid is None or v is None or v.final or v.run_step:
                 continue
             t.apply(w, v, Outcome(outcome), v.updated_at)
             done.append((rid, report_id))

@@ -1,0 +1,107 @@
+"""The README's first command, as a newcomer runs it: `kaskad demo` starts, prints a key and a
+curl line; the code is sent, its state and callback arrive, and only delivered codes cost money."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from kaskad.domain.callbacks import verify
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _read_until(stream: asyncio.StreamReader, pattern: str, limit_s: float) -> str:
+    seen = []
+
+    async def loop() -> str:
+        while True:
+            line = (await stream.readline()).decode()
+            if not line:
+                raise AssertionError("demo exited early:\n" + "".join(seen))
+            seen.append(line)
+            if re.search(pattern, line):
+                return "".join(seen)
+
+    return await asyncio.wait_for(loop(), limit_s)
+
+
+async def test_demo_sends_codes_calls_back_and_bills_delivered_only(
+        backend: str, db_url: str, tmp_path: Path) -> None:
+    port = _free_port()
+    env = dict(os.environ, KASKAD_LOG_LEVEL="warning", KASKAD_TELEGRAM_TIMEOUT_S="1",
+               KASKAD_SANDBOX__REPORT_DELAY_S="0.05")
+    if backend == "postgres":
+        env["KASKAD_DATABASE_URL"] = db_url
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kaskad", "demo", "--port", str(port),
+        "--data-dir", str(tmp_path / "data"), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    try:
+        assert demo.stdout is not None
+        banner = await _read_until(demo.stdout, r"^Press Ctrl\+C", 60)
+        key = re.search(r"^API key: (\S+)$", banner, re.M)
+        assert key, banner
+        curl = re.search(r"^curl -s (\S+) .*-H 'Authorization: (\S+)' \\\n\s+-d '(.+)'$",
+                         banner, re.M)
+        assert curl, banner
+        url, curl_key, body = curl.groups()
+        assert curl_key == key.group(1)
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            assert (await client.get("/health")).status_code == 200
+            # The printed curl line: a number without Telegram, falling back to SMS.
+            sent = (await client.post(url, content=body, headers={
+                "Content-Type": "application/json", "Authorization": curl_key})).json()
+            assert sent["result"] == "ok" and sent["resend"] == "sms", sent
+            # And one that no channel delivers.
+            lost = (await client.post("/api/send/", json={
+                "number": "79001234565", "resending": "sms",
+                "callback_url": f"{base}/demo/callbacks"},
+                headers={"Authorization": curl_key})).json()
+            callbacks = await _callbacks(client, {sent["request_id"], lost["request_id"]})
+            state = (await client.get("/api/status/", params={"request_id": sent["request_id"]},
+                                      headers={"Authorization": curl_key})).json()
+        assert state["state"] == "sms" and state["price"] == "3.50"
+        by_id = {c["body"]["request_id"]: c for c in callbacks}
+        assert by_id[sent["request_id"]]["body"]["state"] == "sms"
+        assert by_id[lost["request_id"]]["body"] == {
+            **by_id[lost["request_id"]]["body"], "state": "not_delivered", "price": "0.00"}
+        shown = subprocess.run(
+            [sys.executable, "-m", "kaskad", "accounts", "show", "demo"], env=dict(
+                env, KASKAD_DATA_DIR=str(tmp_path / "data")),
+            capture_output=True, text=True, timeout=60, check=True).stdout
+        assert "balance 46.50" in shown and "held 0.00" in shown, shown
+        secret = re.search(r"callback secret: (\w+)", shown)
+        assert secret
+        for c in callbacks:
+            assert c["event_id"]
+            assert verify(secret.group(1), int(c["timestamp"]), c["raw"].encode(),
+                          c["signature"])
+    finally:
+        demo.terminate()
+        await asyncio.wait_for(demo.wait(), 30)
+
+
+async def _callbacks(client: httpx.AsyncClient, wanted: set[str]) -> list[dict[str, object]]:
+    """The demo's inbox is another process: poll it, bounded."""
+
+    async def loop() -> list[dict[str, object]]:
+        while True:
+            got = (await client.get("/demo/callbacks")).json()
+            if wanted <= {c["body"]["request_id"] for c in got}:
+                return list(got)
+            await asyncio.sleep(0.1)  # noqa: ASYNC110
+
+    return await asyncio.wait_for(loop(), 30)
