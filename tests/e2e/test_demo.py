@@ -7,7 +7,6 @@ import asyncio
 import os
 import re
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -78,10 +77,13 @@ async def test_demo_sends_codes_calls_back_and_bills_delivered_only(
         assert by_id[sent["request_id"]]["body"]["state"] == "sms"
         assert by_id[lost["request_id"]]["body"] == {
             **by_id[lost["request_id"]]["body"], "state": "not_delivered", "price": "0.00"}
-        shown = subprocess.run(
-            [sys.executable, "-m", "kaskad", "accounts", "show", "demo"], env=dict(
-                env, KASKAD_DATA_DIR=str(tmp_path / "data")),
-            capture_output=True, text=True, timeout=60, check=True).stdout
+        cli = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "kaskad", "accounts", "show", "demo",
+            env=dict(env, KASKAD_DATA_DIR=str(tmp_path / "data")),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(cli.communicate(), 60)
+        shown = out.decode()
+        assert cli.returncode == 0, shown
         assert "balance 46.50" in shown and "held 0.00" in shown, shown
         secret = re.search(r"callback secret: (\w+)", shown)
         assert secret
@@ -102,6 +104,6 @@ async def _callbacks(client: httpx.AsyncClient, wanted: set[str]) -> list[dict[s
             got = (await client.get("/demo/callbacks")).json()
             if wanted <= {c["body"]["request_id"] for c in got}:
                 return list(got)
-            await asyncio.sleep(0.1)  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
 
     return await asyncio.wait_for(loop(), 30)
