@@ -39,16 +39,15 @@ def _settings(**overrides: Any) -> Settings:
     return settings
 
 
-def _run_admin(fn: Callable[[Admin], Awaitable[T]]) -> T:
-    settings = _settings()
+def _with_admin(settings: Settings, fn: Callable[[Admin], Awaitable[T]]) -> T:
+    """Open the database (upgrading its schema), run `fn` with an Admin, close it."""
 
     async def _main() -> T:
         db = Database(settings.effective_database_url)
         try:
             await upgrade(db)
-            admin = Admin(db, test_balance_kop=settings.test_balance_kop,
-                          default_directions=settings.default_direction_list)
-            return await fn(admin)
+            return await fn(Admin(db, test_balance_kop=settings.test_balance_kop,
+                                  default_directions=settings.default_direction_list))
         finally:
             await db.dispose()
 
@@ -57,6 +56,10 @@ def _run_admin(fn: Callable[[Admin], Awaitable[T]]) -> T:
     except KaskadError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+
+
+def _run_admin(fn: Callable[[Admin], Awaitable[T]]) -> T:
+    return _with_admin(_settings(), fn)
 
 
 def _serve(settings: Settings, *, demo_inbox: bool, banner: Callable[[], None] | None = None,
@@ -95,16 +98,11 @@ def _run_loop(main: Awaitable[None]) -> None:
 @app.command()
 def migrate() -> None:
     """Create or upgrade the database schema."""
-    settings = _settings()
 
-    async def _main() -> None:
-        db = Database(settings.effective_database_url)
-        try:
-            await upgrade(db)
-        finally:
-            await db.dispose()
+    async def _nothing(_: Admin) -> None:
+        return None
 
-    asyncio.run(_main())
+    _run_admin(_nothing)
     typer.echo("database is at the newest schema")
 
 
@@ -147,21 +145,13 @@ def demo(port: int = typer.Option(8765, help="Port on 127.0.0.1."),
     if "KASKAD_TELEGRAM_TIMEOUT_S" not in _env():
         settings.telegram_timeout_s = 10.0  # so the "silent Telegram" numbers fall back soon
 
-    async def _prepare() -> str:
-        db = Database(settings.effective_database_url)
-        try:
-            await upgrade(db)
-            admin = Admin(db, test_balance_kop=settings.test_balance_kop,
-                          default_directions=settings.default_direction_list)
-            await admin.ensure_demo_tariffs()
-            existing = {a.name for a in await admin.accounts()}
-            if "demo" in existing:
-                return await admin.new_key("demo", "demo")
-            return (await admin.create_account("demo", email="demo@example.com")).api_key
-        finally:
-            await db.dispose()
+    async def _prepare(admin: Admin) -> str:
+        await admin.ensure_demo_tariffs()
+        if "demo" in {a.name for a in await admin.accounts()}:
+            return await admin.new_key("demo", "demo")
+        return (await admin.create_account("demo", email="demo@example.com")).api_key
 
-    key = asyncio.run(_prepare())
+    key = _with_admin(settings, _prepare)
     base = f"http://127.0.0.1:{port}"
 
     def banner() -> None:

@@ -18,6 +18,7 @@ import structlog
 
 from kaskad.domain.callbacks import sign
 from kaskad.domain.clock import Clock, to_ms
+from kaskad.engine.polling import poll_forever
 from kaskad.storage.batch import WriteBatcher
 from kaskad.storage.outbox import ClaimOutbox, FinishOutbox, OutboxClaim, OutboxEntry, OutboxResult
 
@@ -70,19 +71,8 @@ class CallbackSender:
         self._wake.set()
 
     async def _loop(self) -> None:
-        while True:
-            try:
-                n = await self.run_once()
-            except Exception as exc:
-                log.warning("callback round failed", error=repr(exc))
-                n = 0
-            if n >= self.concurrency:
-                continue
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
-            except TimeoutError:
-                pass
+        await poll_forever(self.run_once, wake=self._wake, interval_s=self.poll_interval_s,
+                           full=self.concurrency, what="callback round")
 
     async def run_once(self) -> int:
         now = self.clock()

@@ -17,6 +17,7 @@ from kaskad.channels.base import Channel, Delivery, SendResult
 from kaskad.domain.channels import ChannelName, Outcome
 from kaskad.domain.clock import Clock, to_ms
 from kaskad.engine.bus import StateBus
+from kaskad.engine.polling import poll_forever
 from kaskad.storage.batch import WriteBatcher
 from kaskad.storage.verifications import (
     Applied,
@@ -87,22 +88,11 @@ class Engine:
             task.add_done_callback(self._tasks.discard)
 
     async def _claim_loop(self) -> None:
-        while True:
-            self._watchdog()
-            try:
-                claimed = await self.claim_once()
-            except Exception as exc:  # the database may be briefly away; keep going
-                log.warning("claim failed", error=repr(exc))
-                claimed = 0
-            if claimed >= self.claim_batch:
-                continue
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
-            except TimeoutError:
-                pass
+        await poll_forever(self.claim_once, wake=self._wake, interval_s=self.poll_interval_s,
+                           full=self.claim_batch, what="claim")
 
     async def claim_once(self) -> int:
+        self._watchdog()
         now = self.clock()
         rows = await self.batcher.submit(self.claim_op, Claim(
             self.node_id, to_ms(now), to_ms(now + self.lease_s), self.claim_batch))
