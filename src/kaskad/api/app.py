@@ -21,7 +21,18 @@ from kaskad.domain.errors import BadRequest
 log = structlog.get_logger(__name__)
 
 
-def create_app(gw: Gateway, *, demo_inbox: bool = False, manage_gateway: bool = True) -> FastAPI:
+def create_app(gw: Gateway, *, demo_inbox: bool = False, manage_gateway: bool = True) -> Any:
+    """The ASGI application: FastAPI for everything, with the seed API's hot paths answered
+    by `seed.FastPaths` in front of it. `.fastapi` is the FastAPI app (OpenAPI, routes)."""
+    api = seed.SeedApi(gw)
+    app = _fastapi_app(gw, api, demo_inbox=demo_inbox, manage_gateway=manage_gateway)
+    front = seed.FastPaths(app, api)
+    front.fastapi = app  # type: ignore[attr-defined]
+    return front
+
+
+def _fastapi_app(gw: Gateway, api: seed.SeedApi, *, demo_inbox: bool,
+                 manage_gateway: bool) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if manage_gateway:
@@ -35,7 +46,7 @@ def create_app(gw: Gateway, *, demo_inbox: bool = False, manage_gateway: bool = 
     app = FastAPI(title="kaskad", version=__version__, lifespan=lifespan,
                   description="Verification codes through the cheapest channel that reaches "
                               "the subscriber: Telegram Gateway, then SMS, voice or flash call.")
-    app.include_router(seed.build_router(gw))
+    app.include_router(seed.build_router(api))
     app.include_router(ops.build_router(gw))
     if demo_inbox:
         app.include_router(demo.build_router())

@@ -14,8 +14,12 @@ def json_response(payload: object, status: int = 200) -> Response:
     return Response(orjson.dumps(payload), status_code=status, media_type=JSON)
 
 
+def seed_error_payload(exc: KaskadError) -> dict[str, str]:
+    code = exc.code if exc.code != "internal" else BadRequest.code
+    return {"result": "error", "error_code": code}
+
+
 def seed_error(exc: KaskadError, status: int = 200) -> Response:
     """`{"result": "error", "error_code": ...}`. API errors answer HTTP 200, as the seed's
     PHP clients expect; only transport-level faults (404, 405, 413) use other statuses."""
-    code = exc.code if exc.code != "internal" else BadRequest.code
-    return json_response({"result": "error", "error_code": code}, status)
+    return json_response(seed_error_payload(exc), status)

@@ -29,6 +29,9 @@ class BatchOp(Generic[I, R]):
     """One kind of write. `run` returns one result (or exception instance) per item, in order."""
 
     name = "op"
+    # Ops run in this order inside every batch transaction, so that concurrent transactions
+    # (PostgreSQL: several writers and nodes) take their locks in one order.
+    order = 50
 
     async def run(self, conn: AsyncConnection, items: Sequence[I]) -> list[R | Exception]:
         raise NotImplementedError
@@ -116,7 +119,7 @@ class WriteBatcher:
             groups.setdefault(id(pending.op), (pending.op, []))[1].append(index)
         results: list[Any] = [None] * len(batch)
         async with self.db.write() as conn:
-            for op, indexes in groups.values():
+            for op, indexes in sorted(groups.values(), key=lambda g: g[0].order):
                 out = await op.run(conn, [batch[i].item for i in indexes])
                 for i, result in zip(indexes, out, strict=True):
                     results[i] = result

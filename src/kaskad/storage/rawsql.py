@@ -39,6 +39,21 @@ class RawSql:
         self._cache[template] = sql
         return sql
 
+    async def rendezvous(self, conn: AsyncConnection, keys: Sequence[str]) -> None:
+        """Serialise transactions that meet on the same keys (PostgreSQL advisory locks held
+        to commit; SQLite's single writer already serialises everything).
+
+        A delivery report and the attempt it belongs to can be written by two transactions at
+        once; without this, neither sees the other's uncommitted row and the report is lost.
+        Called before any row lock, keys sorted, so that it cannot deadlock with itself.
+        """
+        if self.is_sqlite or not keys:
+            return
+        driver = await self._driver(conn)
+        await driver.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(k, 7)) "
+            "FROM unnest($1::text[]) AS k ORDER BY k", sorted(set(keys)))
+
     def many(self, values: Sequence[Any]) -> Any:
         """The parameter for an `IN (?*)` list."""
         return json.dumps(list(values)) if self.is_sqlite else list(values)

@@ -169,6 +169,7 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
     """Permission, spam and money checks under lock, then hold + insert, for a whole batch."""
 
     name = "create_verifications"
+    order = 10
 
     def __init__(self, db: Database) -> None:
         self.sql = RawSql(db)
@@ -282,6 +283,7 @@ class ClaimDue(BatchOp[Claim, list[Verification]]):
     """
 
     name = "claim_due"
+    order = 20
 
     def __init__(self, db: Database) -> None:
         self.sql = RawSql(db)
@@ -457,6 +459,7 @@ class Transitions:
 
 class RecordOutcomes(BatchOp[StepOutcome, Applied]):
     name = "record_outcomes"
+    order = 30
 
     def __init__(self, transitions: Transitions) -> None:
         self.t = transitions
@@ -464,6 +467,8 @@ class RecordOutcomes(BatchOp[StepOutcome, Applied]):
     async def run(self, conn: AsyncConnection,
                   items: Sequence[StepOutcome]) -> list[Applied | Exception]:
         w = _Writes()
+        await self.t.sql.rendezvous(conn, [
+            i.provider_ref for i in items if i.provider_ref and i.outcome is Outcome.ACCEPTED])
         await self.t.load(conn, {i.request_id for i in items}, w)
         out: list[Applied | Exception] = []
         accepted_refs: list[tuple[str, str]] = []
@@ -497,6 +502,7 @@ class ApplyReports(BatchOp[Report, Applied]):
     """
 
     name = "apply_reports"
+    order = 40
 
     def __init__(self, transitions: Transitions) -> None:
         self.t = transitions
@@ -505,6 +511,7 @@ class ApplyReports(BatchOp[Report, Applied]):
                   items: Sequence[Report]) -> list[Applied | Exception]:
         w = _Writes()
         keys = sorted({(i.channel.value, i.provider_ref) for i in items})
+        await self.t.sql.rendezvous(conn, [ref for _, ref in keys])
         found = await _attempts_by_ref(self.t.sql, conn, keys)
         await self.t.load(conn, {rid for rid, _ in found.values()}, w)
         out: list[Applied | Exception] = []
