@@ -18,6 +18,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kaskad.storage.db import Database
+from kaskad.storage.rawsql import RawSql
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +37,10 @@ class BatchOp(Generic[I, R]):
     async def run(self, conn: AsyncConnection, items: Sequence[I]) -> list[R | Exception]:
         raise NotImplementedError
 
+    def rendezvous_keys(self, items: Sequence[I]) -> list[str]:
+        """Keys this op must hold before touching rows (see RawSql.rendezvous)."""
+        return []
+
 
 class _Pending:
     __slots__ = ("future", "item", "op")
@@ -53,6 +58,7 @@ class WriteBatcher:
         self.writers = writers or (1 if db.is_sqlite else 2)
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self._sql = RawSql(db)
         self.batches = 0
         self.items = 0
 
@@ -118,8 +124,14 @@ class WriteBatcher:
         for index, pending in enumerate(batch):
             groups.setdefault(id(pending.op), (pending.op, []))[1].append(index)
         results: list[Any] = [None] * len(batch)
+        ordered = sorted(groups.values(), key=lambda g: g[0].order)
+        keys = [key for op, indexes in ordered
+                for key in op.rendezvous_keys([batch[i].item for i in indexes])]
         async with self.db.write() as conn:
-            for op, indexes in sorted(groups.values(), key=lambda g: g[0].order):
+            # All of a transaction's rendezvous locks first, in one sorted sweep, before any
+            # row lock: taking them mid-transaction deadlocked against account row locks.
+            await self._sql.rendezvous(conn, keys)
+            for op, indexes in ordered:
                 out = await op.run(conn, [batch[i].item for i in indexes])
                 for i, result in zip(indexes, out, strict=True):
                     results[i] = result

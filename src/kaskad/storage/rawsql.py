@@ -45,7 +45,8 @@ class RawSql:
 
         A delivery report and the attempt it belongs to can be written by two transactions at
         once; without this, neither sees the other's uncommitted row and the report is lost.
-        Called before any row lock, keys sorted, so that it cannot deadlock with itself.
+        The batcher calls it first in every transaction, keys sorted, so that these locks are
+        always taken before row locks and in one order.
         """
         if self.is_sqlite or not keys:
             return

@@ -119,7 +119,7 @@ attempts = Table(
     Column("provider_ref", String(100), nullable=True),
     Column("started_at", BigInteger, nullable=False),
     Column("finished_at", BigInteger, nullable=False),
-    Index("ix_attempts_provider_ref", "channel", "provider_ref"),
+    Index("ix_attempts_provider_ref", "provider_ref"),
 )
 
 reports = Table(
@@ -132,7 +132,11 @@ reports = Table(
     Column("request_id", String(32), nullable=True),
     Column("disposition", String(16), nullable=False),  # applied | late | duplicate | unmatched
     Column("received_at", BigInteger, nullable=False),
-    Index("ix_reports_ref", "channel", "provider_ref"),
+    Index("ix_reports_ref", "provider_ref"),
+    # Reports that came before their attempt was stored: looked up on every accepted attempt.
+    Index("ix_reports_unmatched", "provider_ref",
+          sqlite_where=text("disposition = 'unmatched'"),
+          postgresql_where=text("disposition = 'unmatched'")),
 )
 
 ledger = Table(

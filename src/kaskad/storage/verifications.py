@@ -464,11 +464,13 @@ class RecordOutcomes(BatchOp[StepOutcome, Applied]):
     def __init__(self, transitions: Transitions) -> None:
         self.t = transitions
 
+    def rendezvous_keys(self, items: Sequence[StepOutcome]) -> list[str]:
+        return [i.provider_ref for i in items
+                if i.provider_ref and i.outcome is Outcome.ACCEPTED]
+
     async def run(self, conn: AsyncConnection,
                   items: Sequence[StepOutcome]) -> list[Applied | Exception]:
         w = _Writes()
-        await self.t.sql.rendezvous(conn, [
-            i.provider_ref for i in items if i.provider_ref and i.outcome is Outcome.ACCEPTED])
         await self.t.load(conn, {i.request_id for i in items}, w)
         out: list[Applied | Exception] = []
         accepted_refs: list[tuple[str, str]] = []
@@ -507,11 +509,13 @@ class ApplyReports(BatchOp[Report, Applied]):
     def __init__(self, transitions: Transitions) -> None:
         self.t = transitions
 
+    def rendezvous_keys(self, items: Sequence[Report]) -> list[str]:
+        return [i.provider_ref for i in items]
+
     async def run(self, conn: AsyncConnection,
                   items: Sequence[Report]) -> list[Applied | Exception]:
         w = _Writes()
         keys = sorted({(i.channel.value, i.provider_ref) for i in items})
-        await self.t.sql.rendezvous(conn, [ref for _, ref in keys])
         found = await _attempts_by_ref(self.t.sql, conn, keys)
         await self.t.load(conn, {rid for rid, _ in found.values()}, w)
         out: list[Applied | Exception] = []
