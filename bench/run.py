@@ -383,8 +383,9 @@ async def py_spy(pid: int, seconds: float, out: Path) -> asyncio.subprocess.Proc
         print("py-spy not found: pip install py-spy (profiling skipped)", file=sys.stderr)
         return None
     return await asyncio.create_subprocess_exec(
+        # --gil: only samples where a thread holds the GIL, i.e. Python CPU, not idle waits.
         exe, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200",
-        "--format", "raw", "--output", str(out),
+        "--gil", "--format", "raw", "--output", str(out),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -72,8 +73,10 @@ def _serve(settings: Settings, *, demo_inbox: bool, banner: Callable[[], None] |
         if migrate:
             await upgrade(gw.db)
         app_ = create_app(gw, demo_inbox=demo_inbox)
+        _tune_gc()
         config = uvicorn.Config(app_, host=settings.host, port=settings.port,
                                 log_level="warning", access_log=False, lifespan="on",
+                                proxy_headers=settings.proxy_headers,
                                 loop="none", http="httptools", timeout_graceful_shutdown=5)
         server = uvicorn.Server(config)
         serving = asyncio.create_task(server.serve())
@@ -84,6 +87,15 @@ def _serve(settings: Settings, *, demo_inbox: bool, banner: Callable[[], None] |
         await serving
 
     _run_loop(_main())
+
+
+def _tune_gc() -> None:
+    """Move start-up objects out of the collector's way and collect the young generation less
+    often: the request path allocates many short-lived objects (measured: cyclic GC showed up
+    on allocation lines in the profile)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 def _run_loop(main: Awaitable[None]) -> None:

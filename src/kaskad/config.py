@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     database_url: str = ""  # empty: SQLite file in data_dir
     host: str = "127.0.0.1"
     port: int = 8765
+    proxy_headers: bool = False  # trust X-Forwarded-* (only behind your own reverse proxy)
     node_id: str = Field(default_factory=default_node_id)
     log_level: str = "info"
     timezone: str = "Europe/Moscow"

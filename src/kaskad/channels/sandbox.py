@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 
 from kaskad.channels.base import Delivery, ReportSink, SendResult
 from kaskad.domain.channels import ChannelName, Outcome
@@ -26,6 +27,7 @@ class SandboxChannel:
         self.slow_delay_s = slow_delay_s
         self._refs = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
         self.sent = 0
 
     async def send(self, delivery: Delivery) -> SendResult:
@@ -35,6 +37,12 @@ class SandboxChannel:
         return f"sbx-{self.name.value}-{next(self._refs)}"
 
     def _report_later(self, ref: str, outcome: Outcome, delay: float, detail: str) -> None:
+        soon = getattr(self.sink, "report_soon", None)
+        if soon is not None:  # a timer, not a sleeping task per message
+            self._timers[ref] = asyncio.get_running_loop().call_later(
+                delay, self._fire, soon, ref, outcome, detail)
+            return
+
         async def _later() -> None:
             await asyncio.sleep(delay)
             await self.sink.report(self.name, ref, outcome, detail)
@@ -43,12 +51,19 @@ class SandboxChannel:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _fire(self, soon: Callable[..., None], ref: str, outcome: Outcome, detail: str) -> None:
+        self._timers.pop(ref, None)
+        soon(self.name, ref, outcome, detail)
+
     def _accept_then(self, outcome: Outcome, delay: float, detail: str) -> SendResult:
         ref = self._ref()
         self._report_later(ref, outcome, delay, detail)
         return SendResult(Outcome.ACCEPTED, ref, "accepted")
 
     async def close(self) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import structlog
+
 from kaskad.domain.channels import ChannelName, Outcome
 from kaskad.domain.clock import Clock, to_ms
 from kaskad.engine.bus import StateBus
 from kaskad.engine.scheduler import Engine
 from kaskad.storage.batch import WriteBatcher
-from kaskad.storage.verifications import ApplyReports, Report
+from kaskad.storage.verifications import Applied, ApplyReports, Report
+
+log = structlog.get_logger(__name__)
 
 
 class ReportHandler:
@@ -23,8 +29,27 @@ class ReportHandler:
 
     async def report(self, channel: ChannelName, provider_ref: str, outcome: Outcome,
                      detail: str = "") -> None:
-        applied = await self.batcher.submit(self.op, Report(
+        self._after(await self.batcher.submit(self.op, Report(
+            channel, provider_ref, outcome, to_ms(self.clock()), detail)))
+
+    def report_soon(self, channel: ChannelName, provider_ref: str, outcome: Outcome,
+                    detail: str = "") -> None:
+        """The same without a coroutine (and so without a task per report), for callers on
+        timers; a failed write is logged, like any report the database did not take."""
+        future = self.batcher.enqueue(self.op, Report(
             channel, provider_ref, outcome, to_ms(self.clock()), detail))
+        future.add_done_callback(self._done)
+
+    def _done(self, future: asyncio.Future[Applied]) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            log.error("a delivery report was not stored", error=repr(exc))
+            return
+        self._after(future.result())
+
+    def _after(self, applied: Applied) -> None:
         if applied.changed and applied.verification is not None:
             self.bus.publish(applied.verification)
         follow = applied.run_now

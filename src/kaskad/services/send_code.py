@@ -34,6 +34,9 @@ class SendCodeInput:
     callback_url: object = None
 
 
+CHANNELS_FOR = {r: policy_for(r).channels for r in Resending}
+
+
 def parse_resending(raw: object) -> Resending:
     if raw is None or raw == "":
         return Resending.STOP
@@ -89,7 +92,7 @@ class SendCode:
         item = NewVerification(
             request_id=new_request_id(now), account_id=account_id, number=number.digits,
             direction=number.direction, code=code, resending=resending,
-            callback_url=callback_url, channels=policy_for(resending).channels,
+            callback_url=callback_url, channels=CHANNELS_FOR[resending],
             now_ms=to_ms(now), lease_owner=self.node_id,
             lease_until_ms=to_ms(now + self.lease_s))
         created = await self.batcher.submit(self.create_op, item)

@@ -74,11 +74,15 @@ class WriteBatcher:
         self._tasks = []
 
     async def submit(self, op: BatchOp[I, R], item: I) -> R:
+        return await self.enqueue(op, item)
+
+    def enqueue(self, op: BatchOp[I, R], item: I) -> asyncio.Future[R]:
+        """Queue a write and return its future, for callers that react by callback."""
         if not self._tasks:
             self.start()
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(op, item, future))
-        return await future
+        return future
 
     async def submit_many(self, op: BatchOp[I, R], items: Sequence[I]) -> list[R]:
         return list(await asyncio.gather(*(self.submit(op, item) for item in items)))

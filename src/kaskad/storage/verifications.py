@@ -10,7 +10,7 @@ lease ran out and whose work was re-claimed therefore cannot apply its stale res
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -47,10 +47,15 @@ from kaskad.storage.schema import (
     verifications,
 )
 
+COLUMNS = tuple(c.name for c in verifications.columns)
+SELECT_COLUMNS = ", ".join(COLUMNS)
+_AT = {name: i for i, name in enumerate(COLUMNS)}
 _VERIFICATION_COLUMNS = (
     "step_index", "retries", "state", "state_reason", "resend", "charged", "delivered_by",
     "updated_at", "finished_at", "next_run_at", "run_step", "lease_owner", "lease_until",
     "lease_token")
+_INSERT_VERIFICATION = (f"INSERT INTO verifications ({', '.join(COLUMNS)}) "
+                        f"VALUES ({', '.join('?' * len(COLUMNS))})")
 _UPDATE_VERIFICATION = ("UPDATE verifications SET "
                         + ", ".join(f"{c} = ?" for c in _VERIFICATION_COLUMNS)
                         + " WHERE request_id = ?")
@@ -124,9 +129,6 @@ def _decode_prices(text_: str) -> dict[str, int]:
     return out
 
 
-COLUMNS = tuple(c.name for c in verifications.columns)
-SELECT_COLUMNS = ", ".join(COLUMNS)
-_AT = {name: i for i, name in enumerate(COLUMNS)}
 
 
 def to_verification(row: Any) -> Verification:
@@ -181,7 +183,7 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
         prices = await self._tariffs(conn, {a["tariff_plan"] for a in acct.values()})
         results: list[Verification | Exception] = []
         holds: dict[int, int] = {}
-        rows: list[dict[str, Any]] = []
+        rows: list[tuple[Any, ...]] = []
         entries: list[dict[str, Any]] = []
         for item in items:
             try:
@@ -190,17 +192,18 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
                 results.append(exc)
                 continue
             a = acct[item.account_id]
-            a["available"] -= row["hold"]
-            holds[item.account_id] = holds.get(item.account_id, 0) + row["hold"]
+            hold = row[_AT["hold"]]
+            a["available"] -= hold
+            holds[item.account_id] = holds.get(item.account_id, 0) + hold
             rows.append(row)
             entries.append(dict(account_id=item.account_id, kind=EntryKind.HOLD.value,
-                                amount=row["hold"], request_id=item.request_id, note="",
+                                amount=hold, request_id=item.request_id, note="",
                                 created_at=item.now_ms))
-            results.append(to_verification(tuple(row[c] for c in COLUMNS)))
+            results.append(to_verification(row))
         if holds:
             await self.sql.execute_many(conn, "UPDATE accounts SET held = held + ? WHERE id = ?",
                                         [(v, k) for k, v in sorted(holds.items())])
-            await self.sql.insert(conn, "verifications", rows)
+            await self.sql.execute_many(conn, _INSERT_VERIFICATION, rows)
             await self.sql.insert(conn, "ledger", entries)
         return results
 
@@ -234,7 +237,8 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
     @staticmethod
     def _decide(item: NewVerification, acct: dict[str, Any] | None,
                 spam: set[tuple[int | None, str]],
-                table: dict[tuple[str, str, str], int]) -> dict[str, Any]:
+                table: dict[tuple[str, str, str], int]) -> tuple[Any, ...]:
+        """The new row in `COLUMNS` order, or the error that refuses it."""
         if acct is None or acct["disabled"]:
             raise AccountDisabled()
         directions = acct["directions"]
@@ -251,7 +255,7 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
         hold = hold_for(list(prices.values()))
         if hold > acct["available"]:
             raise NotEnoughMoney()
-        return dict(
+        values = dict(
             request_id=item.request_id, account_id=item.account_id, number=item.number,
             direction=item.direction, code=item.code, resending=item.resending.value,
             callback_url=item.callback_url, policy=",".join(c.value for c in item.channels),
@@ -261,6 +265,7 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
             next_run_at=item.now_ms, run_step=True, lease_owner=item.lease_owner,
             lease_until=item.lease_until_ms, lease_token=1,
         )
+        return tuple(values[c] for c in COLUMNS)
 
 
 # --------------------------------------------------------------------------- claim
@@ -404,19 +409,21 @@ class Transitions:
             w.rows[v.request_id] = v
 
     def apply(self, w: _Writes, v: Verification, outcome: Outcome, now_ms: int) -> Verification:
+        """Move `v` on by `outcome`. `v` belongs to this batch (loaded by it under lock), so it
+        is changed in place; callers get it back as the new state."""
         policy = self.policy(v)
         d: Decision = next_step(policy, v.cursor, outcome, now_ms / 1000)
-        new = replace(
-            v, step_index=d.cursor.step_index, retries=d.cursor.retries, state=d.state,
-            state_reason=d.reason or v.state_reason, resend=resend_of(policy, d.cursor),
-            updated_at=now_ms, run_step=d.run_step, version=v.version + 1,
-            next_run_at=None if d.run_at is None else int(d.run_at * 1000),
-        )
+        new = v
+        new.step_index, new.retries, new.state = d.cursor.step_index, d.cursor.retries, d.state
+        new.state_reason = d.reason or v.state_reason
+        new.resend = resend_of(policy, d.cursor)
+        new.updated_at, new.run_step, new.version = now_ms, d.run_step, v.version + 1
+        new.next_run_at = None if d.run_at is None else int(d.run_at * 1000)
         if d.final:
             charged = v.prices.get(d.delivered_by.value, 0) if d.delivered_by else 0
             capture, release = settle(v.hold, charged)
-            new = replace(new, charged=charged, finished_at=now_ms,
-                          delivered_by=d.delivered_by.value if d.delivered_by else None)
+            new.charged, new.finished_at = charged, now_ms
+            new.delivered_by = d.delivered_by.value if d.delivered_by else None
             money = w.money.setdefault(v.account_id, [0, 0])
             money[0] -= capture
             money[1] -= v.hold
