@@ -71,7 +71,7 @@ class Gateway:
             bus=self.bus, clock=clock, node_id=settings.node_id, lease_s=settings.lease_s,
             wait_s=settings.send_wait_s)
         self.callbacks = CallbackSender(
-            batcher=self.batcher, claim_op=ClaimOutbox(self.db), finish_op=FinishOutbox(),
+            batcher=self.batcher, claim_op=ClaimOutbox(self.db), finish_op=FinishOutbox(self.db),
             clock=clock, timeout_s=settings.callback_timeout_s,
             max_attempts=settings.callback_max_attempts,
             backoff_base_s=settings.callback_backoff_s,

@@ -39,3 +39,32 @@ async def test_report_and_attempt_lookups_use_an_index(backend: str, db_url: str
                 assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, plan
     finally:
         await db.dispose()
+
+
+async def test_batches_never_deadlock_with_an_in_process_writer(backend: str,
+                                                               db_url: str) -> None:
+    """On SQLite a batch runs synchronously on a connection of its own; while SQLAlchemy's
+    writer holds the write lock in this same process, the batch must wait without blocking
+    the event loop (else that writer could never commit)."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    db = Database(db_url)
+    try:
+        async with db.write() as held:
+            await held.execute(text("UPDATE tariffs SET price = price WHERE id = -1"))
+            waiting = asyncio.create_task(_batch_select(db))
+            await asyncio.sleep(0.05)
+            assert not waiting.done() or not db.is_sqlite  # SQLite: the lock is ours
+        assert await asyncio.wait_for(waiting, 5) == 1
+    finally:
+        await db.dispose()
+
+
+async def _batch_select(db: Database) -> int:
+    from kaskad.storage.rawsql import RawSql
+
+    async with db.batch() as conn:
+        rows = await RawSql(db).fetch(conn, "SELECT 1")
+        return int(rows[0][0])

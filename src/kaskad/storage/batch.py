@@ -11,6 +11,7 @@ fails (a database error), each item is retried alone so one bad item cannot sink
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
@@ -21,6 +22,10 @@ from kaskad.storage.db import Database
 from kaskad.storage.rawsql import RawSql
 
 log = structlog.get_logger(__name__)
+
+# What an op runs on: Database.batch()'s sqlite3 connection, or an AsyncConnection
+# (PostgreSQL). Ops reach it only through storage.rawsql.RawSql, which takes either.
+BatchConn = sqlite3.Connection | AsyncConnection
 
 I = TypeVar("I")  # noqa: E741
 R = TypeVar("R")
@@ -34,7 +39,7 @@ class BatchOp(Generic[I, R]):
     # (PostgreSQL: several writers and nodes) take their locks in one order.
     order = 50
 
-    async def run(self, conn: AsyncConnection, items: Sequence[I]) -> list[R | Exception]:
+    async def run(self, conn: BatchConn, items: Sequence[I]) -> list[R | Exception]:
         raise NotImplementedError
 
     def rendezvous_keys(self, items: Sequence[I]) -> list[str]:
@@ -131,7 +136,7 @@ class WriteBatcher:
         ordered = sorted(groups.values(), key=lambda g: g[0].order)
         keys = [key for op, indexes in ordered
                 for key in op.rendezvous_keys([batch[i].item for i in indexes])]
-        async with self.db.write() as conn:
+        async with self.db.batch() as conn:
             # All of a transaction's rendezvous locks first, in one sorted sweep, before any
             # row lock: taking them mid-transaction deadlocked against account row locks.
             await self._sql.rendezvous(conn, keys)

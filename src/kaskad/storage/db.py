@@ -8,6 +8,9 @@ that decide on rows lock them with `FOR UPDATE`.
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,6 +26,9 @@ class Database:
         self.url = url
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self._batch_conn: sqlite3.Connection | None = None
+        self._checkpointer: _Checkpointer | None = None
+        self._sqlite_path = parsed.database or ":memory:"
         if self.is_sqlite:
             db_path = parsed.database
             if db_path and db_path != ":memory:":
@@ -75,11 +81,89 @@ class Database:
             yield conn
 
     @asynccontextmanager
+    async def batch(self) -> AsyncIterator[Any]:
+        """The transaction of one group commit (storage.batch): a plain sqlite3 connection
+        used synchronously on SQLite, an AsyncConnection on PostgreSQL.
+
+        Why synchronous on SQLite: a batch's SQLite work is about a millisecond, but through
+        aiosqlite every statement was a thread hop that waited for a turn of the busy event
+        loop (measured: p50 16 ms at 500 req/s). Here BEGIN, the statements and COMMIT run in
+        one burst. BEGIN does not wait for the lock in SQLite (timeout 0): it retries with an
+        async sleep, so a writer elsewhere in this process (SQLAlchemy's) can always finish.
+        WAL checkpoints run on a background thread, so COMMIT never syncs on the loop.
+        """
+        if not self.is_sqlite:
+            async with self.write() as pg:
+                yield pg
+            return
+        conn = self._batch_connection()
+        delay = 0.0005
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _batch_connection(self) -> sqlite3.Connection:
+        if self._batch_conn is None:
+            conn = sqlite3.connect(self._sqlite_path, timeout=0, isolation_level=None,
+                                   check_same_thread=False)
+            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON",
+                           "cache_size=-65536", "temp_store=MEMORY", "wal_autocheckpoint=0"):
+                conn.execute("PRAGMA " + pragma)
+            self._batch_conn = conn
+            self._checkpointer = _Checkpointer(self._sqlite_path)
+            self._checkpointer.start()
+        return self._batch_conn
+
+    @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         async with self.reader.connect() as conn:
             yield conn
 
     async def dispose(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
+        if self._batch_conn is not None:
+            self._batch_conn.close()
+            self._batch_conn = None
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()
+
+
+class _Checkpointer(threading.Thread):
+    """Moves the WAL into the database file every second (PASSIVE: never blocks writers), off
+    the event loop; the batch connection has automatic checkpoints switched off."""
+
+    def __init__(self, path: str, interval_s: float = 1.0) -> None:
+        super().__init__(name="sqlite-checkpointer", daemon=True)
+        self.path = path
+        self.interval_s = interval_s
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        conn = sqlite3.connect(self.path, timeout=1, isolation_level=None)
+        try:
+            while not self._halt.wait(self.interval_s):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    pass  # busy now; the next round catches up
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=5)

@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from kaskad.storage.batch import BatchOp
+from kaskad.storage.batch import BatchConn, BatchOp
 from kaskad.storage.db import Database
-from kaskad.storage.schema import accounts, outbox
+from kaskad.storage.rawsql import RawSql
+from kaskad.storage.schema import outbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,52 +46,51 @@ class OutboxResult:
 
 class ClaimOutbox(BatchOp[OutboxClaim, list[OutboxEntry]]):
     name = "claim_outbox"
+    order = 60
 
     def __init__(self, db: Database) -> None:
-        lock = "" if db.is_sqlite else " FOR UPDATE SKIP LOCKED"
-        free = ("next_attempt_at IS NOT NULL AND next_attempt_at <= :now "
-                "AND (lease_until IS NULL OR lease_until < :now)")
-        self._sql = text(
-            f"UPDATE outbox SET lease_until = :until WHERE {free} AND id IN ("
-            f"SELECT id FROM outbox WHERE {free} ORDER BY next_attempt_at LIMIT :limit{lock}) "
+        self.sql = RawSql(db)
+        skip = "" if db.is_sqlite else " FOR UPDATE SKIP LOCKED"
+        free = ("next_attempt_at IS NOT NULL AND next_attempt_at <= ? "
+                "AND (lease_until IS NULL OR lease_until < ?)")
+        self._template = (
+            f"UPDATE outbox SET lease_until = ? WHERE {free} AND id IN ("
+            f"SELECT id FROM outbox WHERE {free} ORDER BY next_attempt_at LIMIT ?{skip}) "
             f"RETURNING id, event_id, account_id, method, url, body, attempts")
 
-    async def run(self, conn: AsyncConnection,
+    async def run(self, conn: BatchConn,
                   items: Sequence[OutboxClaim]) -> list[list[OutboxEntry] | Exception]:
         out: list[list[OutboxEntry] | Exception] = []
         for c in items:
-            rows = list(await conn.execute(self._sql, {"now": c.now_ms, "until": c.lease_until_ms,
-                                                       "limit": c.limit}))
-            secrets = await _secrets(conn, {r._mapping["account_id"] for r in rows})
-            out.append([OutboxEntry(**r._mapping, secret=secrets.get(r._mapping["account_id"], ""))
-                        for r in rows])
+            rows = await self.sql.fetch(conn, self._template, c.lease_until_ms, c.now_ms,
+                                        c.now_ms, c.now_ms, c.now_ms, c.limit)
+            secrets = await self._secrets(conn, {r[2] for r in rows})
+            out.append([OutboxEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6],
+                                    secrets.get(r[2], "")) for r in rows])
         return out
 
-
-async def _secrets(conn: AsyncConnection, ids: set[int]) -> dict[int, str]:
-    if not ids:
-        return {}
-    rows = await conn.execute(select(accounts.c.id, accounts.c.callback_secret)
-                              .where(accounts.c.id.in_(sorted(ids))))
-    return {r[0]: r[1] for r in rows}
+    async def _secrets(self, conn: BatchConn, ids: set[int]) -> dict[int, str]:
+        if not ids:
+            return {}
+        rows = await self.sql.fetch(conn, "SELECT id, callback_secret FROM accounts "
+                                          "WHERE id IN (?*)", self.sql.many(sorted(ids)))
+        return {r[0]: r[1] for r in rows}
 
 
 class FinishOutbox(BatchOp[OutboxResult, None]):
     name = "finish_outbox"
+    order = 70
 
-    async def run(self, conn: AsyncConnection,
+    def __init__(self, db: Database) -> None:
+        self.sql = RawSql(db)
+
+    async def run(self, conn: BatchConn,
                   items: Sequence[OutboxResult]) -> list[Exception | None]:
-        params: list[dict[str, Any]] = []
-        for r in items:
-            params.append(dict(
-                b_id=r.id, next_attempt_at=None if r.delivered else r.next_attempt_ms,
-                delivered_at=r.now_ms if r.delivered else None, last_error=r.error[:500]))
-        await conn.execute(
-            update(outbox).where(outbox.c.id == bindparam("b_id"))
-            .values(attempts=outbox.c.attempts + 1, lease_until=None,
-                    next_attempt_at=bindparam("next_attempt_at"),
-                    delivered_at=bindparam("delivered_at"), last_error=bindparam("last_error")),
-            params)
+        await self.sql.execute_many(
+            conn, "UPDATE outbox SET attempts = attempts + 1, lease_until = NULL, "
+                  "next_attempt_at = ?, delivered_at = ?, last_error = ? WHERE id = ?",
+            [(None if r.delivered else r.next_attempt_ms, r.now_ms if r.delivered else None,
+              r.error[:500], r.id) for r in items])
         return [None] * len(items)
 
 

@@ -11,6 +11,7 @@ them. Two things differ by backend and are rendered here:
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,7 +40,7 @@ class RawSql:
         self._cache[template] = sql
         return sql
 
-    async def rendezvous(self, conn: AsyncConnection, keys: Sequence[str]) -> None:
+    async def rendezvous(self, conn: Any, keys: Sequence[str]) -> None:
         """Serialise transactions that meet on the same keys (PostgreSQL advisory locks held
         to commit; SQLite's single writer already serialises everything).
 
@@ -69,21 +70,29 @@ class RawSql:
         raw = await conn.get_raw_connection()
         return raw.driver_connection
 
-    async def fetch(self, conn: AsyncConnection, template: str, *params: Any) -> list[Any]:
-        """Rows as tuples (aiosqlite) or Records (asyncpg): index them by position."""
-        driver = await self._driver(conn)
+    async def fetch(self, conn: Any, template: str, *params: Any) -> list[Any]:
+        """Rows as tuples (sqlite3) or Records (asyncpg): index them by position. `conn` is
+        what Database.batch() gives (sqlite3) or an AsyncConnection."""
         sql = self.render(template)
+        if isinstance(conn, sqlite3.Connection):
+            return conn.execute(sql, params).fetchall()
+        driver = await self._driver(conn)
         if self.is_sqlite:
             return list(await driver.execute_fetchall(sql, params))
         return list(await driver.fetch(sql, *params))
 
-    async def execute_many(self, conn: AsyncConnection, template: str,
+    async def execute_many(self, conn: Any, template: str,
                            rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
-            driver = await self._driver(conn)
-            await driver.executemany(self.render(template), list(rows))
+        if not rows:
+            return
+        sql = self.render(template)
+        if isinstance(conn, sqlite3.Connection):
+            conn.executemany(sql, rows)
+            return
+        driver = await self._driver(conn)
+        await driver.executemany(sql, list(rows))
 
-    async def insert(self, conn: AsyncConnection, table: str,
+    async def insert(self, conn: Any, table: str,
                      rows: Sequence[dict[str, Any]]) -> None:
         """Insert dict rows that all have the same keys."""
         if not rows:

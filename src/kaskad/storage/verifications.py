@@ -39,7 +39,7 @@ from kaskad.domain.errors import (
 )
 from kaskad.domain.ledger import EntryKind, hold_for, settle
 from kaskad.storage.accounts import price_in, split_directions
-from kaskad.storage.batch import BatchOp
+from kaskad.storage.batch import BatchConn, BatchOp
 from kaskad.storage.db import Database
 from kaskad.storage.rawsql import RawSql
 from kaskad.storage.schema import (
@@ -176,7 +176,7 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
     def __init__(self, db: Database) -> None:
         self.sql = RawSql(db)
 
-    async def run(self, conn: AsyncConnection,
+    async def run(self, conn: BatchConn,
                   items: Sequence[NewVerification]) -> list[Verification | Exception]:
         acct = await self._accounts(conn, items)
         spam = await self._spam(conn, items)
@@ -207,7 +207,7 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
             await self.sql.insert(conn, "ledger", entries)
         return results
 
-    async def _accounts(self, conn: AsyncConnection,
+    async def _accounts(self, conn: BatchConn,
                         items: Sequence[NewVerification]) -> dict[int, dict[str, Any]]:
         ids = sorted({i.account_id for i in items})
         result = await self.sql.fetch(
@@ -219,7 +219,7 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
                                    directions=split_directions(directions), tariff_plan=plan)
         return out
 
-    async def _spam(self, conn: AsyncConnection,
+    async def _spam(self, conn: BatchConn,
                     items: Sequence[NewVerification]) -> set[tuple[int | None, str]]:
         numbers = sorted({i.number for i in items})
         result = await self.sql.fetch(
@@ -227,7 +227,7 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
             self.sql.many(numbers))
         return {(r[0], r[1]) for r in result}
 
-    async def _tariffs(self, conn: AsyncConnection,
+    async def _tariffs(self, conn: BatchConn,
                        plans: set[str]) -> dict[tuple[str, str, str], int]:
         result = await self.sql.fetch(
             conn, "SELECT plan, channel, direction, price FROM tariffs WHERE plan IN (?*)",
@@ -301,7 +301,7 @@ class ClaimDue(BatchOp[Claim, list[Verification]]):
             f"SELECT request_id FROM verifications WHERE {free} "
             f"ORDER BY next_run_at LIMIT ?{skip}) RETURNING {SELECT_COLUMNS}")
 
-    async def run(self, conn: AsyncConnection,
+    async def run(self, conn: BatchConn,
                   items: Sequence[Claim]) -> list[list[Verification] | Exception]:
         out: list[list[Verification] | Exception] = []
         for c in items:
@@ -397,7 +397,7 @@ class Transitions:
             self._policies[v.channels] = policy
         return policy
 
-    async def load(self, conn: AsyncConnection, ids: set[str], w: _Writes) -> None:
+    async def load(self, conn: BatchConn, ids: set[str], w: _Writes) -> None:
         missing = sorted(ids - w.rows.keys())
         if not missing:
             return
@@ -447,7 +447,7 @@ class Transitions:
         w.dirty.add(v.request_id)
         return new
 
-    async def flush(self, conn: AsyncConnection, w: _Writes) -> None:
+    async def flush(self, conn: BatchConn, w: _Writes) -> None:
         params = []
         for rid in sorted(w.dirty):
             v = w.rows[rid]
@@ -475,7 +475,7 @@ class RecordOutcomes(BatchOp[StepOutcome, Applied]):
         return [i.provider_ref for i in items
                 if i.provider_ref and i.outcome is Outcome.ACCEPTED]
 
-    async def run(self, conn: AsyncConnection,
+    async def run(self, conn: BatchConn,
                   items: Sequence[StepOutcome]) -> list[Applied | Exception]:
         w = _Writes()
         await self.t.load(conn, {i.request_id for i in items}, w)
@@ -519,7 +519,7 @@ class ApplyReports(BatchOp[Report, Applied]):
     def rendezvous_keys(self, items: Sequence[Report]) -> list[str]:
         return [i.provider_ref for i in items]
 
-    async def run(self, conn: AsyncConnection,
+    async def run(self, conn: BatchConn,
                   items: Sequence[Report]) -> list[Applied | Exception]:
         w = _Writes()
         keys = sorted({(i.channel.value, i.provider_ref) for i in items})
@@ -549,7 +549,7 @@ class ApplyReports(BatchOp[Report, Applied]):
         return Applied(self.t.apply(w, v, item.outcome, item.now_ms), True)
 
     @staticmethod
-    async def apply_unmatched(conn: AsyncConnection, t: Transitions, w: _Writes,
+    async def apply_unmatched(conn: BatchConn, t: Transitions, w: _Writes,
                               refs: list[tuple[str, str]]) -> None:
         result = await t.sql.fetch(
             conn, "SELECT id, channel, provider_ref, outcome FROM reports "
@@ -575,7 +575,7 @@ def _refs_to_ids(w: _Writes, refs: list[tuple[str, str]]) -> dict[tuple[str, str
             if (a["channel"], a["provider_ref"]) in wanted}
 
 
-async def _attempts_by_ref(sql: RawSql, conn: AsyncConnection,
+async def _attempts_by_ref(sql: RawSql, conn: BatchConn,
                            keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, int]]:
     if not keys:
         return {}
