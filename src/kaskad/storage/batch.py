@@ -60,7 +60,9 @@ class WriteBatcher:
     def __init__(self, db: Database, *, max_batch: int = 512, writers: int | None = None) -> None:
         self.db = db
         self.max_batch = max_batch
-        self.writers = writers or (1 if db.is_sqlite else 2)
+        # One writer per process: two mostly waited on each other's locks (measured on
+        # PostgreSQL: the hot account row and the rendezvous locks).
+        self.writers = writers or 1
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._sql = RawSql(db)
