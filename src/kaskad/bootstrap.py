@@ -95,7 +95,7 @@ class Gateway:
         return v.callback_url, body.decode(), new_event_id()
 
     def _on_change(self, v: Verification) -> None:
-        self.metrics.verification_changes.labels(v.state.value).inc()
+        self.metrics.state_changes.inc(v.state)
         if v.final and v.callback_url:
             self.callbacks.wake()
 

@@ -5,6 +5,20 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
+class Children:
+    """Label children looked up once: `labels()` costs more than the increment itself."""
+
+    def __init__(self, metric: Counter) -> None:
+        self.metric = metric
+        self._children: dict[tuple[str, ...], Counter] = {}
+
+    def inc(self, *labels: str) -> None:
+        child = self._children.get(labels)
+        if child is None:
+            child = self._children[labels] = self.metric.labels(*labels)
+        child.inc()
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -22,5 +36,7 @@ class Metrics:
                                    registry=self.registry)
         self.write_items = Gauge("kaskad_write_items", "Writes group-committed since start",
                                  registry=self.registry)
+        self.api_results = Children(self.api_requests)
+        self.state_changes = Children(self.verification_changes)
         self.steps_run = Gauge("kaskad_engine_steps", "Cascade steps run since start",
                                registry=self.registry)

@@ -143,7 +143,7 @@ class SeedApi:
         self.tz = gw.settings.timezone
         m = gw.metrics
         self._latency = {e: m.api_latency.labels(e) for e in ("send", "status")}
-        self._requests = m.api_requests
+        self._results = m.api_results
 
     async def answer(self, endpoint: str, work: Callable[[], Awaitable[dict[str, Any]]]) -> Answer:
         started = time.perf_counter()
@@ -153,7 +153,7 @@ class SeedApi:
             status, payload, result = 413, seed_error_payload(BadRequest()), "unknown_request"
         except KaskadError as exc:
             status, payload, result = 200, seed_error_payload(exc), exc.code
-        self._requests.labels(endpoint, result).inc()
+        self._results.inc(endpoint, result)
         self._latency[endpoint].observe(time.perf_counter() - started)
         return status, payload
 

@@ -17,12 +17,19 @@ class Authenticator:
         self.ttl_s = ttl_s
         self._cache: dict[str, tuple[float, tuple[int, bool] | None]] = {}
         self._inflight: dict[str, asyncio.Future[tuple[int, bool] | None]] = {}
+        self._hashes: dict[str, str] = {}  # key -> SHA-256, saves hashing on every request
 
     async def account_for(self, key: object) -> int:
         """The account id of a live key of an enabled account, else AuthFailed/AccountDisabled."""
         if not isinstance(key, str) or not key.strip() or len(key) > 200:
             raise AuthFailed()
-        found = await self._lookup(repo.hash_key(key.strip()))
+        key = key.strip()
+        key_hash = self._hashes.get(key)
+        if key_hash is None:
+            if len(self._hashes) > 10_000:
+                self._hashes.clear()
+            key_hash = self._hashes[key] = repo.hash_key(key)
+        found = await self._lookup(key_hash)
         if found is None:
             raise AuthFailed()
         account_id, disabled = found

@@ -10,11 +10,11 @@ them. Two things differ by backend and are rendered here:
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kaskad.storage.db import Database
@@ -58,7 +58,7 @@ class RawSql:
 
     def many(self, values: Sequence[Any]) -> Any:
         """The parameter for an `IN (?*)` list."""
-        return json.dumps(list(values)) if self.is_sqlite else list(values)
+        return orjson.dumps(list(values)).decode() if self.is_sqlite else list(values)
 
     @staticmethod
     async def _driver(conn: AsyncConnection) -> Any:

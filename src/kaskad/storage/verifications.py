@@ -50,6 +50,11 @@ from kaskad.storage.schema import (
 COLUMNS = tuple(c.name for c in verifications.columns)
 SELECT_COLUMNS = ", ".join(COLUMNS)
 _AT = {name: i for i, name in enumerate(COLUMNS)}
+assert COLUMNS == (  # CreateVerifications builds rows positionally in this order
+    "request_id", "account_id", "number", "direction", "code", "resending", "callback_url",
+    "policy", "prices", "step_index", "retries", "state", "state_reason", "resend", "hold",
+    "charged", "delivered_by", "created_at", "updated_at", "finished_at", "next_run_at",
+    "run_step", "lease_owner", "lease_until", "lease_token"), COLUMNS
 _VERIFICATION_COLUMNS = (
     "step_index", "retries", "state", "state_reason", "resend", "charged", "delivered_by",
     "updated_at", "finished_at", "next_run_at", "run_step", "lease_owner", "lease_until",
@@ -107,6 +112,11 @@ class Verification:
         if self.final:
             return self.charged
         return self.prices.get(self.channel.value, 0)
+
+
+@lru_cache(maxsize=64)
+def _encode_channels(channels: tuple[ChannelName, ...]) -> str:
+    return ",".join(c.value for c in channels)
 
 
 def _encode_prices(prices: dict[str, int]) -> str:
@@ -255,17 +265,12 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
         hold = hold_for(list(prices.values()))
         if hold > acct["available"]:
             raise NotEnoughMoney()
-        values = dict(
-            request_id=item.request_id, account_id=item.account_id, number=item.number,
-            direction=item.direction, code=item.code, resending=item.resending.value,
-            callback_url=item.callback_url, policy=",".join(c.value for c in item.channels),
-            prices=_encode_prices(prices), step_index=0, retries=0, state=State.PENDING.value,
-            state_reason="", resend="", hold=hold, charged=0, delivered_by=None,
-            created_at=item.now_ms, updated_at=item.now_ms, finished_at=None,
-            next_run_at=item.now_ms, run_step=True, lease_owner=item.lease_owner,
-            lease_until=item.lease_until_ms, lease_token=1,
-        )
-        return tuple(values[c] for c in COLUMNS)
+        now = item.now_ms
+        return (  # in COLUMNS order (checked at import)
+            item.request_id, item.account_id, item.number, item.direction, item.code,
+            item.resending.value, item.callback_url, _encode_channels(item.channels),
+            _encode_prices(prices), 0, 0, State.PENDING.value, "", "", hold, 0, None, now, now,
+            None, now, True, item.lease_owner, item.lease_until_ms, 1)
 
 
 # --------------------------------------------------------------------------- claim
