@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 
 from kaskad.config import Settings, load_settings
 from kaskad.domain.errors import KaskadError
@@ -35,7 +36,13 @@ app.add_typer(tariffs_app, name="tariffs")
 
 
 def _settings(**overrides: Any) -> Settings:
-    settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                             for e in exc.errors())
+        typer.echo(f"error: bad setting ({problems})", err=True)
+        raise typer.Exit(2) from None
     configure(settings.log_level)
     return settings
 
