@@ -50,13 +50,9 @@ class ClaimOutbox(BatchOp[OutboxClaim, list[OutboxEntry]]):
 
     def __init__(self, db: Database) -> None:
         self.sql = RawSql(db)
-        skip = "" if db.is_sqlite else " FOR UPDATE SKIP LOCKED"
-        free = ("next_attempt_at IS NOT NULL AND next_attempt_at <= ? "
-                "AND (lease_until IS NULL OR lease_until < ?)")
-        self._template = (
-            f"UPDATE outbox SET lease_until = ? WHERE {free} AND id IN ("
-            f"SELECT id FROM outbox WHERE {free} ORDER BY next_attempt_at LIMIT ?{skip}) "
-            f"RETURNING id, event_id, account_id, method, url, body, attempts")
+        self._template = self.sql.claim_due(
+            "outbox", "id", "next_attempt_at", "lease_until = ?",
+            "id, event_id, account_id, method, url, body, attempts")
 
     async def run(self, conn: BatchConn,
                   items: Sequence[OutboxClaim]) -> list[list[OutboxEntry] | Exception]:

@@ -56,6 +56,21 @@ class RawSql:
             "SELECT pg_advisory_xact_lock(hashtextextended(k, 7)) "
             "FROM unnest($1::text[]) AS k ORDER BY k", sorted(set(keys)))
 
+    def claim_due(self, table: str, key: str, due: str, sets: str, returning: str) -> str:
+        """An atomic lease of due rows, one statement on both backends.
+
+        Parameters, in order: the `sets` placeholders, now, now, now, now, limit. SQLAlchemy
+        drops FOR UPDATE SKIP LOCKED on SQLite; there the single writer lock makes the UPDATE
+        atomic, and on PostgreSQL SKIP LOCKED keeps concurrent claimers off each other's rows.
+        The outer WHERE re-checks the lease, so a row re-read after a lock wait is not taken
+        twice.
+        """
+        skip = "" if self.is_sqlite else " FOR UPDATE SKIP LOCKED"
+        free = f"{due} IS NOT NULL AND {due} <= ? AND (lease_until IS NULL OR lease_until < ?)"
+        return (f"UPDATE {table} SET {sets} WHERE {free} AND {key} IN ("
+                f"SELECT {key} FROM {table} WHERE {free} ORDER BY {due} LIMIT ?{skip}) "
+                f"RETURNING {returning}")
+
     def many(self, values: Sequence[Any]) -> Any:
         """The parameter for an `IN (?*)` list."""
         return orjson.dumps(list(values)).decode() if self.is_sqlite else list(values)

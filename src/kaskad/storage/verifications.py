@@ -287,9 +287,7 @@ class Claim:
 class ClaimDue(BatchOp[Claim, list[Verification]]):
     """Atomically lease due verifications: one statement, correct on both backends.
 
-    SQLAlchemy drops FOR UPDATE SKIP LOCKED on SQLite; there the single writer lock makes the
-    UPDATE atomic, and on PostgreSQL SKIP LOCKED keeps concurrent claimers off each other's rows.
-    The outer WHERE re-checks the lease so a row re-read after a lock wait is not taken twice.
+    See RawSql.claim_due for why it is atomic on both backends.
     """
 
     name = "claim_due"
@@ -297,14 +295,9 @@ class ClaimDue(BatchOp[Claim, list[Verification]]):
 
     def __init__(self, db: Database) -> None:
         self.sql = RawSql(db)
-        skip = "" if db.is_sqlite else " FOR UPDATE SKIP LOCKED"
-        free = ("next_run_at IS NOT NULL AND next_run_at <= ? "
-                "AND (lease_until IS NULL OR lease_until < ?)")
-        self._template = (
-            f"UPDATE verifications SET lease_owner = ?, lease_until = ?, "
-            f"lease_token = lease_token + 1 WHERE {free} AND request_id IN ("
-            f"SELECT request_id FROM verifications WHERE {free} "
-            f"ORDER BY next_run_at LIMIT ?{skip}) RETURNING {SELECT_COLUMNS}")
+        self._template = self.sql.claim_due(
+            "verifications", "request_id", "next_run_at",
+            "lease_owner = ?, lease_until = ?, lease_token = lease_token + 1", SELECT_COLUMNS)
 
     async def run(self, conn: BatchConn,
                   items: Sequence[Claim]) -> list[list[Verification] | Exception]:
