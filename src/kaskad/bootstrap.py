@@ -9,9 +9,12 @@ import structlog
 
 from kaskad.channels.base import Channel, ReportSink
 from kaskad.channels.sandbox import sandbox_channels
+from kaskad.channels.telegram.channel import TelegramChannel, TelegramOptions
+from kaskad.channels.telegram.client import TelegramGatewayClient
 from kaskad.config import Settings
 from kaskad.domain.callbacks import final_callback_body, new_event_id
-from kaskad.domain.clock import Clock, system_clock
+from kaskad.domain.channels import ChannelName
+from kaskad.domain.clock import Clock, system_clock, to_ms
 from kaskad.engine.bus import Predicate, StateBus
 from kaskad.engine.callbacks import CallbackSender
 from kaskad.engine.scheduler import Engine
@@ -19,8 +22,11 @@ from kaskad.metrics import Metrics
 from kaskad.services.auth import Authenticator
 from kaskad.services.reports import ReportHandler
 from kaskad.services.send_code import SendCode
+from kaskad.simulators.telegram_gateway import TelegramGatewaySim
 from kaskad.simulators.world import World
+from kaskad.storage.accounts import get_settings
 from kaskad.storage.batch import WriteBatcher
+from kaskad.storage.channel_health import ChannelHealthStore
 from kaskad.storage.db import Database
 from kaskad.storage.outbox import ClaimOutbox, FinishOutbox
 from kaskad.storage.verifications import (
@@ -36,6 +42,8 @@ from kaskad.storage.verifications import (
 log = structlog.get_logger(__name__)
 
 ChannelFactory = Callable[[ReportSink], Sequence[Channel]]
+TELEGRAM_WEBHOOK_PATH = "/webhooks/telegram"
+SIMULATOR_PATH = "/sandbox/telegram"  # where `serve` mounts the built-in Telegram simulator
 
 
 class Gateway:
@@ -59,9 +67,13 @@ class Gateway:
             batcher=self.batcher, channels={}, claim_op=ClaimDue(self.db),
             record_op=self.record_op, bus=self.bus, clock=clock, node_id=settings.node_id,
             lease_s=settings.lease_s, poll_interval_s=settings.poll_interval_s,
-            claim_batch=settings.claim_batch, max_in_flight=settings.max_in_flight)
+            claim_batch=settings.claim_batch, max_in_flight=settings.max_in_flight,
+            db=self.db)
         self.reports = ReportHandler(batcher=self.batcher, op=self.reports_op,
                                      engine=self.engine, bus=self.bus, clock=clock)
+        self.channel_health = ChannelHealthStore(self.db, clock)
+        self.telegram_sim: TelegramGatewaySim | None = None
+        self._senders: dict[int, tuple[float, str | None]] = {}
         factory = channels or self._sandbox
         self.channels = list(factory(self.reports))
         self.engine.channels = {c.name: c for c in self.channels}
@@ -83,8 +95,72 @@ class Gateway:
         self.started = False
 
     def _sandbox(self, sink: ReportSink) -> Sequence[Channel]:
+        """The default channels: Telegram per `telegram_mode`; SMS and voice in the sandbox
+        until their adapters land."""
         sb = self.settings.sandbox
-        return sandbox_channels(World(sb.rules), sink, sb.report_delay_s, sb.slow_delay_s)
+        world = World(sb.rules)
+        channels: list[Channel] = list(sandbox_channels(world, sink, sb.report_delay_s,
+                                                        sb.slow_delay_s))
+        mode = self.settings.effective_telegram_mode
+        if mode != "inprocess":
+            channels = [c for c in channels if c.name is not ChannelName.TELEGRAM]
+            channels.insert(0, self._telegram(sink, world, mode))
+        return channels
+
+    def _telegram(self, sink: ReportSink, world: World, mode: str) -> TelegramChannel:
+        s = self.settings
+        public = s.effective_public_url
+        if mode == "simulator":
+            sb = s.sandbox
+            self.telegram_sim = TelegramGatewaySim(sb.telegram_token, world=world,
+                                                   report_delay_s=sb.report_delay_s)
+            url, token, callback = f"{public}{SIMULATOR_PATH}/", sb.telegram_token, True
+        else:
+            url, token, callback = s.telegram_url, s.telegram_token, bool(s.public_url)
+            if not callback:
+                log.warning("KASKAD_PUBLIC_URL is not set: Telegram delivery reports cannot "
+                            "reach this gateway; statuses are polled when a step times out")
+        client = TelegramGatewayClient(token, base_url=url, timeout_s=s.telegram_http_timeout_s,
+                                       proxy=s.telegram_proxy or None, retries=s.telegram_retries)
+        options = TelegramOptions(
+            callback_url=f"{public}{TELEGRAM_WEBHOOK_PATH}" if callback else None,
+            ttl_s=s.effective_telegram_ttl_s, negative_cache_s=s.telegram_negative_cache_s)
+        return TelegramChannel(client, sink, health=self.channel_health, clock=self.clock,
+                               options=options, sender_for=self._telegram_sender)
+
+    async def _telegram_sender(self, account_id: int) -> str | None:
+        """The account's own sender_username, else the gateway's default; cached a minute."""
+        now = self.clock()
+        cached = self._senders.get(account_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        async with self.db.read() as conn:
+            own = (await get_settings(conn, account_id)).telegram_sender
+        sender = own or self.settings.telegram_sender or None
+        self._senders[account_id] = (now + 60.0, sender)
+        return sender
+
+    @property
+    def telegram(self) -> TelegramChannel | None:
+        found = self.engine.channels.get(ChannelName.TELEGRAM)
+        return found if isinstance(found, TelegramChannel) else None
+
+    async def channel_status(self) -> dict[str, dict[str, object]]:
+        """Each channel's shared health, for /health and /metrics."""
+        now_ms = to_ms(self.clock())
+        status: dict[str, dict[str, object]] = {}
+        for channel in self.channels:
+            health = await self.channel_health.get(channel.name.value)
+            paused = health.paused_until_ms > now_ms
+            status[channel.name.value] = {
+                "healthy": health.healthy and not paused, "paused": paused,
+                "detail": health.detail if (paused or not health.healthy) else ""}
+            self.metrics.channel_healthy.labels(channel.name.value).set(
+                1 if health.healthy and not paused else 0)
+        if self.telegram is not None:
+            for event, count in self.telegram.stats.items():
+                self.metrics.telegram.labels(event).set(count)
+        return status
 
     def _callback_for(self, v: Verification) -> tuple[str, str, str] | None:
         if not v.callback_url or v.finished_at is None:
@@ -111,6 +187,8 @@ class Gateway:
         await self.engine.stop()
         for channel in self.channels:
             await channel.close()
+        if self.telegram_sim is not None:
+            await self.telegram_sim.stop()
         await self.bus.close()
         await self.batcher.stop()
         await self.db.dispose()

@@ -32,7 +32,10 @@ spam_app = typer.Typer(help="The spam list (global or per account).", no_args_is
 tariffs_app = typer.Typer(help="Prices per plan, channel and direction.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(spam_app, name="spam")
+simulate_app = typer.Typer(help="Sandbox simulators of the outside world, run on their own.",
+                           no_args_is_help=True)
 app.add_typer(tariffs_app, name="tariffs")
+app.add_typer(simulate_app, name="simulate")
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -183,9 +186,13 @@ curl -s {base}/api/send/ -H 'Content-Type: application/json' -H 'Authorization: 
   -d '{{"number": "79001234564", "resending": "sms", "callback_url": "{base}/demo/callbacks"}}'
 
 Read its state:      curl -s '{base}/api/status/?request_id=<request_id>' -H 'Authorization: {key}'
+Check a typed code:  curl -s {base}/api/check/ -H 'Authorization: {key}' \
+                       -d '{{"request_id": "<request_id>", "code": "<code>"}}'
 Callbacks received:  curl -s {base}/demo/callbacks
 Balance:             kaskad accounts show demo   (with KASKAD_DATA_DIR={data_dir})
 
+Telegram goes through the real Gateway API client to the built-in simulator at
+{base}/sandbox/telegram/ (signed reports come back to {base}/webhooks/telegram).
 Sandbox numbers: the last digit picks the behaviour (any Russian mobile, e.g. 7900123456X):""")
         for digit, rule in DEFAULT_RULES.items():
             typer.echo(f"  ...{digit}  {rule.note}")
@@ -281,6 +288,56 @@ def directions(account: str, allowed: str = typer.Argument(..., help='"RU,KZ" or
 def plan(account: str, tariff_plan: str) -> None:
     _run_admin(lambda a: a.set_plan(account, tariff_plan))
     typer.echo("plan set")
+
+
+@accounts_app.command("settings")
+def account_settings(account: str, changes: list[str] = typer.Argument(
+        None, help='NAME=VALUE pairs, e.g. telegram_sender=MyShop lang=en; "NAME=" clears')
+        ) -> None:
+    """Show an account's settings, or change some (the same ones the cabinet offers)."""
+    parsed: dict[str, str] = {}
+    for change in changes or []:
+        name, sep, value = change.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"expected NAME=VALUE, got {change!r}")
+        parsed[name.strip()] = value.strip()
+    current = _run_admin(lambda a: a.settings(account, parsed))
+    for name, value in current.model_dump().items():
+        typer.echo(f"{name}\t{'' if value is None else value}")
+
+
+@app.command()
+def margins(usd_rub: str = typer.Option(None, help="RUB per USD, to show the margin in RUB.")
+            ) -> None:
+    """What customers paid per channel against what providers charged us."""
+    from decimal import Decimal
+
+    rate = Decimal(usd_rub) if usd_rub else None
+    for row in _run_admin(lambda a: a.margins()):
+        costs = ", ".join(f"{Decimal(v) / 10**6:.4f} {cur}"
+                          for cur, v in sorted(row.provider_micros.items())) or "0"
+        refunded = ", ".join(f"{Decimal(v) / 10**6:.4f} {cur}"
+                             for cur, v in sorted(row.refunded_micros.items())) or "0"
+        line = (f"{row.channel}\tdelivered {row.delivered}\trevenue "
+                f"{format_rub(row.revenue_kop)} RUB\tprovider {costs} (refunded {refunded})")
+        if rate is not None:
+            cost_kop = int(Decimal(row.provider_micros.get("USD", 0)) * rate / 10**4)
+            line += f"\tmargin {format_rub(row.revenue_kop - cost_kop)} RUB"
+        typer.echo(line)
+
+
+@simulate_app.command("telegram")
+def simulate_telegram(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8081),
+                      token: str = typer.Option("kaskad-sandbox-token"),
+                      report_delay: float = typer.Option(0.2, help="Seconds before reports.")
+                      ) -> None:
+    """Run the Telegram Gateway simulator on its own (same four methods, signed reports).
+
+    Point kaskad at it with KASKAD_TELEGRAM_URL=http://HOST:PORT/ and KASKAD_TELEGRAM_TOKEN."""
+    from kaskad.simulators.telegram_gateway import serve_forever
+
+    typer.echo(f"Telegram Gateway simulator on http://{host}:{port}/ (token {token})", err=True)
+    _run_loop(serve_forever(host, port, token, report_delay))
 
 
 @spam_app.command("add")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import (
@@ -17,6 +17,7 @@ from pydantic_settings import (
 )
 
 from kaskad.domain.cascade import Timeouts
+from kaskad.domain.telegram import DEFAULT_URL
 
 
 def default_node_id() -> str:
@@ -29,6 +30,7 @@ class SandboxSettings(BaseSettings):
     report_delay_s: float = 0.2  # how long the sandbox takes to report delivery
     slow_delay_s: float = 2.0  # delay of the "slow" behaviours
     rules: dict[str, dict[str, str]] = Field(default_factory=dict)  # overrides by last digit
+    telegram_token: str = "kaskad-sandbox-token"  # of the built-in Telegram Gateway simulator
 
 
 class Settings(BaseSettings):
@@ -77,6 +79,23 @@ class Settings(BaseSettings):
     callback_concurrency: int = 64
     callback_allow_private: bool = True  # the demo calls back to loopback
 
+    # Telegram Gateway. "auto": the real gateway when a token is given, else the built-in
+    # simulator (served by `kaskad serve` at /sandbox/telegram/, reached over HTTP like the
+    # real one). "inprocess": the sandbox without HTTP (engine tests, the foundation benchmark).
+    telegram_mode: Literal["auto", "gateway", "simulator", "inprocess"] = "auto"
+    telegram_url: str = DEFAULT_URL
+    telegram_token: str = ""
+    telegram_proxy: str = ""  # http(s)://host:port, for networks that reach Telegram only so
+    telegram_http_timeout_s: float = 5.0
+    telegram_retries: int = 2  # network errors and 5xx, then the cascade moves on
+    telegram_ttl_s: int = 0  # 0: the Telegram step's timeout, within the API's 30..3600
+    telegram_negative_cache_s: float = 3600.0  # "no Telegram" answers believed this long
+    telegram_report_window_s: float = 300.0  # report timestamps further from now are refused
+    telegram_sender: str = ""  # default sender_username (accounts may set their own)
+    # Where the outside world reaches this gateway (webhooks are derived from it); empty:
+    # http://host:port of this server.
+    public_url: str = ""
+
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
 
     @classmethod
@@ -99,6 +118,22 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'kaskad.db').resolve()}"
+
+    @property
+    def effective_public_url(self) -> str:
+        url = self.public_url or f"http://{self.host}:{self.port}"
+        return url.rstrip("/")
+
+    @property
+    def effective_telegram_mode(self) -> str:
+        if self.telegram_mode == "auto":
+            return "gateway" if self.telegram_token else "simulator"
+        return self.telegram_mode
+
+    @property
+    def effective_telegram_ttl_s(self) -> int:
+        ttl = self.telegram_ttl_s or int(self.telegram_timeout_s + 0.999)
+        return min(max(ttl, 30), 3600)
 
     @property
     def timeouts(self) -> Timeouts:

@@ -40,3 +40,8 @@ class Metrics:
         self.state_changes = Children(self.verification_changes)
         self.steps_run = Gauge("kaskad_engine_steps", "Cascade steps run since start",
                                registry=self.registry)
+        self.channel_healthy = Gauge("kaskad_channel_healthy",
+                                     "1 when a channel is usable, 0 when unhealthy or paused",
+                                     ["channel"], registry=self.registry)
+        self.telegram = Gauge("kaskad_telegram_events", "Telegram channel events since start",
+                              ["event"], registry=self.registry)

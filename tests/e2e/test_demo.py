@@ -69,12 +69,25 @@ async def test_demo_sends_codes_calls_back_and_bills_delivered_only(
                 "number": "79001234565", "resending": "sms",
                 "callback_url": f"{base}/demo/callbacks"},
                 headers={"Authorization": curl_key})).json()
-            callbacks = await _callbacks(client, {sent["request_id"], lost["request_id"]})
+            # One that Telegram delivers: the real client, over HTTP, to the built-in
+            # simulator; its signed report comes back to the webhook (not by polling).
+            tg = (await client.post("/api/send/", json={
+                "number": "79001234560", "callback_url": f"{base}/demo/callbacks"},
+                headers={"Authorization": curl_key})).json()
+            assert tg["result"] == "ok" and tg["resend"] == "", tg
+            callbacks = await _callbacks(client, {sent["request_id"], lost["request_id"],
+                                                  tg["request_id"]})
+            metrics = (await client.get("/metrics")).text
+            assert re.search(r'kaskad_telegram_events\{event="reports"\} [1-9]', metrics), \
+                metrics
+            health = (await client.get("/health")).json()
+            assert health["degraded"] == [], health
             state = (await client.get("/api/status/", params={"request_id": sent["request_id"]},
                                       headers={"Authorization": curl_key})).json()
         assert state["state"] == "sms" and state["price"] == "3.50"
         by_id = {c["body"]["request_id"]: c for c in callbacks}
         assert by_id[sent["request_id"]]["body"]["state"] == "sms"
+        assert by_id[tg["request_id"]]["body"]["state"] == "delivered"
         assert by_id[lost["request_id"]]["body"] == {
             **by_id[lost["request_id"]]["body"], "state": "not_delivered", "price": "0.00"}
         cli = await asyncio.create_subprocess_exec(
@@ -84,7 +97,7 @@ async def test_demo_sends_codes_calls_back_and_bills_delivered_only(
         out, _ = await asyncio.wait_for(cli.communicate(), 60)
         shown = out.decode()
         assert cli.returncode == 0, shown
-        assert "balance 46.50" in shown and "held 0.00" in shown, shown
+        assert "balance 45.00" in shown and "held 0.00" in shown, shown
         secret = re.search(r"callback secret: (\w+)", shown)
         assert secret
         for c in callbacks:

@@ -13,9 +13,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from kaskad import __version__
-from kaskad.api import demo, ops, seed
+from kaskad.api import demo, ops, seed, webhooks
 from kaskad.api.errors import json_response, seed_error
-from kaskad.bootstrap import Gateway
+from kaskad.bootstrap import SIMULATOR_PATH, Gateway
 from kaskad.domain.errors import BadRequest
 
 log = structlog.get_logger(__name__)
@@ -48,6 +48,9 @@ def _fastapi_app(gw: Gateway, api: seed.SeedApi, *, demo_inbox: bool,
                               "the subscriber: Telegram Gateway, then SMS, voice or flash call.")
     app.include_router(seed.build_router(api))
     app.include_router(ops.build_router(gw))
+    app.include_router(webhooks.build_router(gw))
+    if gw.telegram_sim is not None:  # the built-in Telegram Gateway, reached over HTTP
+        app.mount(SIMULATOR_PATH, gw.telegram_sim.app)
     if demo_inbox:
         app.include_router(demo.build_router())
 

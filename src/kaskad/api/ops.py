@@ -24,13 +24,16 @@ def build_router(gw: Gateway) -> APIRouter:
         except Exception as exc:
             return json_response({"status": "database unavailable", "error": type(exc).__name__},
                                  503)
-        channels = sorted(c.name.value for c in gw.channels)
+        channels = await gw.channel_status()
+        degraded = sorted(name for name, c in channels.items() if not c["healthy"])
         return json_response({"status": "ok", "node": gw.settings.node_id,
-                              "channels": channels})
+                              "channels": sorted(channels), "channel_health": channels,
+                              "degraded": degraded})
 
     @router.get("/metrics", summary="Prometheus metrics")
     async def metrics() -> Response:
         gw.refresh_gauges()
+        await gw.channel_status()
         return Response(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -8,6 +8,7 @@ cost more CPU per request than the whole verification behind it).
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
@@ -21,19 +22,22 @@ from starlette.responses import Response
 
 from kaskad.api.errors import JSON, seed_error_payload
 from kaskad.bootstrap import Gateway
+from kaskad.domain.channels import ChannelName
 from kaskad.domain.clock import seed_date
 from kaskad.domain.errors import BadRequest, KaskadError, NotFound
 from kaskad.domain.money import format_rub
 from kaskad.services.send_code import SendCodeInput
-from kaskad.storage.verifications import Verification, get_verification
+from kaskad.storage.verifications import Verification, get_verification, latest_provider_ref
 
 log = structlog.get_logger(__name__)
 
 SEND_FIELDS = frozenset({"apiKey", "number", "resending", "code_length", "code", "callback_url",
                          "security"})
 STATUS_FIELDS = frozenset({"apiKey", "request_id", "security"})
+CHECK_FIELDS = frozenset({"apiKey", "request_id", "code", "security"})
 SEND_PATH = "/api/send/"
 STATUS_PATH = "/api/status/"
+CHECK_PATH = "/api/check/"
 
 Answer = tuple[int, dict[str, Any]]
 
@@ -58,6 +62,20 @@ class StatusRequest(BaseModel):
     security: dict[str, str] | None = None
 
 
+class CheckRequest(BaseModel):
+    model_config = {"extra": "forbid"}
+    apiKey: str | None = None
+    request_id: str = Field(..., max_length=32)
+    code: str | int = Field(..., description="The code the subscriber entered")
+    security: dict[str, str] | None = None
+
+
+class CheckOk(BaseModel):
+    result: Literal["ok"]
+    request_id: str
+    valid: bool
+
+
 class SendOk(BaseModel):
     result: Literal["ok"]
     state: str
@@ -78,7 +96,7 @@ class SeedError(BaseModel):
     error_code: str
 
 
-MODELS = (SendRequest, StatusRequest, SendOk, StatusOk, SeedError)
+MODELS = (SendRequest, StatusRequest, CheckRequest, SendOk, StatusOk, CheckOk, SeedError)
 
 
 class TooLarge(BadRequest):
@@ -142,7 +160,7 @@ class SeedApi:
         self.limit = gw.settings.max_body_bytes
         self.tz = gw.settings.timezone
         m = gw.metrics
-        self._latency = {e: m.api_latency.labels(e) for e in ("send", "status")}
+        self._latency = {e: m.api_latency.labels(e) for e in ("send", "status", "check")}
         self._results = m.api_results
 
     async def answer(self, endpoint: str, work: Callable[[], Awaitable[dict[str, Any]]]) -> Answer:
@@ -174,6 +192,30 @@ class SeedApi:
         else:
             data = parse_body(body, STATUS_FIELDS)
         account_id = await self.gw.auth.account_for(api_key_of(headers, data))
+        v = await self._own_verification(account_id, data)
+        return render(v, with_date=True, tz=self.tz)
+
+    async def check(self, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+        """Compare the code the subscriber entered; when Telegram carried it, tell Telegram
+        too (checkVerificationStatus with the code: it counts conversion)."""
+        data = parse_body(body, CHECK_FIELDS)
+        account_id = await self.gw.auth.account_for(api_key_of(headers, data))
+        v = await self._own_verification(account_id, data)
+        code = _scalar(data.get("code"), "code")
+        entered = str(code).strip() if code is not None else ""
+        if not entered.isascii() or not entered.isdigit() or len(entered) > 8:
+            raise BadRequest("code must be digits")
+        telegram = self.gw.telegram
+        if telegram is not None and ChannelName.TELEGRAM in v.channels:
+            async with self.gw.db.read() as conn:
+                ref = await latest_provider_ref(conn, v.request_id,
+                                                v.channels.index(ChannelName.TELEGRAM))
+            if ref is not None:
+                telegram.check_code(ref, entered)
+        return {"result": "ok", "request_id": v.request_id,
+                "valid": hmac.compare_digest(entered.encode(), v.code.encode())}
+
+    async def _own_verification(self, account_id: int, data: Mapping[str, Any]) -> Verification:
         request_id = data.get("request_id")
         if not isinstance(request_id, str) or not request_id or len(request_id) > 32:
             raise BadRequest("request_id is required")
@@ -181,7 +223,7 @@ class SeedApi:
             v = await get_verification(conn, request_id, account_id)
         if v is None:
             raise NotFound(request_id)
-        return render(v, with_date=True, tz=self.tz)
+        return v
 
 
 class FastPaths:
@@ -309,5 +351,19 @@ def build_router(api: SeedApi) -> APIRouter:
             return await api.status(request.headers, {}, await _body(request))
 
         return _respond(await api.answer("status", work))
+
+    @router.post(CHECK_PATH, operation_id="check_code", response_model=None,
+                 responses={200: {"description": "whether the code matches, or an error",
+                                  "content": {"application/json": {"schema": {"anyOf": [
+                                      {"$ref": "#/components/schemas/CheckOk"},
+                                      {"$ref": "#/components/schemas/SeedError"}]}}}},
+                            413: {"description": "body too large", "model": SeedError}},
+                 summary="Check the code the subscriber entered",
+                 openapi_extra=_json_body("CheckRequest"))
+    async def check(request: Request) -> Response:
+        async def work() -> dict[str, Any]:
+            return await api.check(request.headers, await _body(request))
+
+        return _respond(await api.answer("check", work))
 
     return router

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from kaskad.domain.channels import ChannelName, Outcome
+from kaskad.domain.channels import ChannelName, Outcome, ProviderCost
+
+__all__ = ["Channel", "Delivery", "NullSink", "ProviderCost", "ReportSink", "SendResult"]
 
 
 @dataclass(slots=True)
@@ -31,11 +33,12 @@ class SendResult:
     outcome: Outcome
     provider_ref: str | None = None  # the provider's id, for matching later reports
     detail: str = ""  # the provider's own words (error string, status), for the history
+    cost: ProviderCost | None = None
 
 
 class ReportSink(Protocol):
     async def report(self, channel: ChannelName, provider_ref: str, outcome: Outcome,
-                     detail: str = "") -> None: ...
+                     detail: str = "", cost: ProviderCost | None = None) -> None: ...
 
 
 class Channel(Protocol):
@@ -50,5 +53,5 @@ class NullSink:
     """A sink that drops reports; for channels used without an engine."""
 
     async def report(self, channel: ChannelName, provider_ref: str, outcome: Outcome,
-                     detail: str = "") -> None:
+                     detail: str = "", cost: ProviderCost | None = None) -> None:
         return None

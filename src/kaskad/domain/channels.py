@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -22,3 +23,12 @@ class Outcome(StrEnum):
     DELIVERED = "delivered"  # the subscriber has the code
     NOT_DELIVERED = "not_delivered"  # the provider gave up
     TIMEOUT = "timeout"  # engine-made: no delivery report within the step's time
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderCost:
+    """What the provider charged *us* for an attempt (not what the customer pays)."""
+
+    amount_micros: int  # 1e-6 of `currency`
+    currency: str = "USD"
+    refunded: bool = False  # the provider gave it back (e.g. Telegram: not delivered in ttl)

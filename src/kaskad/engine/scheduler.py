@@ -19,6 +19,7 @@ from kaskad.domain.clock import Clock, to_ms
 from kaskad.engine.bus import StateBus
 from kaskad.engine.polling import poll_forever
 from kaskad.storage.batch import WriteBatcher
+from kaskad.storage.db import Database
 from kaskad.storage.verifications import (
     Applied,
     Claim,
@@ -26,6 +27,7 @@ from kaskad.storage.verifications import (
     RecordOutcomes,
     StepOutcome,
     Verification,
+    latest_provider_ref,
 )
 
 log = structlog.get_logger(__name__)
@@ -35,7 +37,7 @@ class Engine:
     def __init__(self, *, batcher: WriteBatcher, channels: Mapping[ChannelName, Channel],
                  claim_op: ClaimDue, record_op: RecordOutcomes, bus: StateBus, clock: Clock,
                  node_id: str, lease_s: float, poll_interval_s: float, claim_batch: int,
-                 max_in_flight: int) -> None:
+                 max_in_flight: int, db: Database | None = None) -> None:
         self.batcher = batcher
         self.channels = dict(channels)
         self.claim_op = claim_op
@@ -46,6 +48,7 @@ class Engine:
         self.lease_s = lease_s
         self.poll_interval_s = poll_interval_s
         self.claim_batch = claim_batch
+        self.db = db  # reads for reconciliation
         self._slots = asyncio.Semaphore(max_in_flight)
         # Channels bound their own I/O; this is the backstop, well inside the lease.
         self.send_timeout_s = lease_s * 0.8
@@ -115,14 +118,14 @@ class Engine:
             result = await self._send(v)
             record = True
         else:  # the report deadline passed without a report
-            result = SendResult(Outcome.TIMEOUT, None, "no delivery report in time")
+            result = await self._reconcile(v)
             record = False
         self.steps_run += 1
         item = StepOutcome(
             request_id=v.request_id, version=v.version, step_index=v.step_index,
             retries=v.retries, outcome=result.outcome, now_ms=to_ms(self.clock()),
             started_ms=to_ms(started), detail=result.detail, provider_ref=result.provider_ref,
-            record_attempt=record)
+            record_attempt=record, cost=result.cost)
         try:
             return await self.batcher.submit(self.record_op, item)
         except Exception as exc:  # not recorded: the lease runs out and the step is re-run
@@ -152,6 +155,28 @@ class Engine:
             return SendResult(Outcome.REJECTED_TEMPORARY, None, f"channel error: {exc!r}")
         finally:
             self._sending.pop(task, None)
+
+    async def _reconcile(self, v: Verification) -> SendResult:
+        """Before giving up on a report, ask the provider (if it can be asked): reports get
+        lost, and a code already delivered must not be sent again by another channel."""
+        timeout = SendResult(Outcome.TIMEOUT, None, "no delivery report in time")
+        ask = getattr(self.channels.get(v.channel), "reconcile", None)
+        if ask is None or self.db is None:
+            return timeout
+        try:
+            async with self.db.read() as conn:
+                ref = await latest_provider_ref(conn, v.request_id, v.step_index)
+            if ref is None:
+                return timeout
+            async with asyncio.timeout(self.send_timeout_s):
+                found: SendResult | None = await ask(ref)
+        except Exception as exc:  # the provider is down: the timeout stands
+            log.warning("reconciliation failed", request_id=v.request_id, error=repr(exc))
+            return timeout
+        if found is None or found.outcome not in (Outcome.DELIVERED, Outcome.NOT_DELIVERED):
+            return SendResult(Outcome.TIMEOUT, ref, timeout.detail,
+                              found.cost if found else None)
+        return SendResult(found.outcome, ref, found.detail, found.cost)
 
     def _watchdog(self) -> None:
         """Cancel sends that outlived `send_timeout_s` (one sweep instead of a timer each)."""

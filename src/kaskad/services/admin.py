@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kaskad.domain.account_settings import AccountSettings
 from kaskad.domain.clock import Clock, system_clock, to_ms
 from kaskad.domain.numbers import parse_number
 from kaskad.storage import accounts as repo
+from kaskad.storage.costs import MarginRow, margins
 from kaskad.storage.db import Database
 
 DEMO_TARIFFS = {  # kopecks, Russia: Telegram is well under half the price of an SMS (seed 000)
@@ -122,3 +124,16 @@ class Admin:
             return
         for channel, price in DEMO_TARIFFS.items():
             await self.set_tariff("default", channel, direction, price)
+
+    async def settings(self, ref: str, changes: dict[str, str] | None = None) -> AccountSettings:
+        """An account's settings, after applying `changes` (a value of "" clears one)."""
+        async with self.db.write() as conn:
+            account = await repo.find_account(conn, ref)
+            if changes:
+                return await repo.change_settings(conn, account.id, dict(changes))
+            return await repo.get_settings(conn, account.id)
+
+    async def margins(self) -> list[MarginRow]:
+        """Per channel: what customers paid us and what providers charged us (net of refunds)."""
+        async with self.db.read() as conn:
+            return await margins(conn)

@@ -6,7 +6,7 @@ import asyncio
 
 import structlog
 
-from kaskad.domain.channels import ChannelName, Outcome
+from kaskad.domain.channels import ChannelName, Outcome, ProviderCost
 from kaskad.domain.clock import Clock, to_ms
 from kaskad.engine.bus import StateBus
 from kaskad.engine.scheduler import Engine
@@ -28,9 +28,9 @@ class ReportHandler:
         self.clock = clock
 
     async def report(self, channel: ChannelName, provider_ref: str, outcome: Outcome,
-                     detail: str = "") -> None:
+                     detail: str = "", cost: ProviderCost | None = None) -> None:
         self._after(await self.batcher.submit(self.op, Report(
-            channel, provider_ref, outcome, to_ms(self.clock()), detail)))
+            channel, provider_ref, outcome, to_ms(self.clock()), detail, cost)))
 
     def report_soon(self, channel: ChannelName, provider_ref: str, outcome: Outcome,
                     detail: str = "") -> None:

@@ -6,11 +6,18 @@ import hashlib
 import secrets
 import string
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kaskad.domain.account_settings import (
+    AccountSettings,
+    dump_settings,
+    parse_settings,
+    updated,
+)
 from kaskad.domain.errors import BadRequest, NotEnoughMoney, NotFound
 from kaskad.domain.ledger import EntryKind
 from kaskad.storage.schema import accounts, api_keys, ledger, spam_list, tariffs
@@ -211,3 +218,19 @@ def price_in(table: dict[tuple[str, str, str], int], plan: str, channel: str,
         if key in table:
             return table[key]
     return None
+
+
+async def get_settings(conn: AsyncConnection, account_id: int) -> AccountSettings:
+    row = (await conn.execute(select(accounts.c.settings)
+                              .where(accounts.c.id == account_id))).first()
+    if row is None:
+        raise NotFound(f"account {account_id}")
+    return parse_settings(row[0])
+
+
+async def change_settings(conn: AsyncConnection, account_id: int,
+                          changes: dict[str, Any]) -> AccountSettings:
+    new = updated(await get_settings(conn, account_id), changes)
+    await conn.execute(update(accounts).where(accounts.c.id == account_id)
+                       .values(settings=dump_settings(new)))
+    return new

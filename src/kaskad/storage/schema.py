@@ -42,6 +42,9 @@ accounts = Table(
     Column("tariff_plan", String(50), nullable=False, server_default="default"),
     Column("callback_secret", String(64), nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    # Per-account settings as JSON (kaskad.domain.account_settings): the cabinet's forms and
+    # `kaskad accounts set` write it; channels read what concerns them.
+    Column("settings", Text, nullable=False, server_default="{}"),
 )
 
 api_keys = Table(
@@ -168,4 +171,30 @@ outbox = Table(
     Index("ix_outbox_due", "next_attempt_at",
           sqlite_where=text("next_attempt_at IS NOT NULL"),
           postgresql_where=text("next_attempt_at IS NOT NULL")),
+)
+
+# What providers charged *us* per attempt (micro-units of their currency), apart from what we
+# charge customers, so margins can be reported. Append-only; one row per (attempt, kind).
+provider_costs = Table(
+    "provider_costs", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("channel", String(20), nullable=False),
+    Column("provider_ref", String(100), nullable=False),
+    Column("request_id", String(32), nullable=True, index=True),
+    Column("kind", String(10), nullable=False),  # charge | refund
+    Column("amount_micros", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("channel", "provider_ref", "kind"),
+)
+
+# A channel's shared condition, seen by every node: paused (a provider's flood wait) until a
+# time, or unhealthy (bad credentials) with the provider's words.
+channel_health = Table(
+    "channel_health", metadata,
+    Column("channel", String(20), primary_key=True),
+    Column("paused_until", BigInteger, nullable=False, server_default=text("0")),
+    Column("healthy", Boolean, nullable=False, server_default=text("true")),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("updated_at", BigInteger, nullable=False),
 )

@@ -29,7 +29,7 @@ from kaskad.domain.cascade import (
     next_step,
     resend_of,
 )
-from kaskad.domain.channels import ChannelName, Outcome
+from kaskad.domain.channels import ChannelName, Outcome, ProviderCost
 from kaskad.domain.errors import (
     AccountDisabled,
     KaskadError,
@@ -61,6 +61,9 @@ _VERIFICATION_COLUMNS = (
     "lease_token")
 _INSERT_VERIFICATION = (f"INSERT INTO verifications ({', '.join(COLUMNS)}) "
                         f"VALUES ({', '.join('?' * len(COLUMNS))})")
+_INSERT_COST = ("INSERT INTO provider_costs (channel, provider_ref, request_id, kind, "
+                "amount_micros, currency, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (channel, provider_ref, kind) DO NOTHING")
 _UPDATE_VERIFICATION = ("UPDATE verifications SET "
                         + ", ".join(f"{c} = ?" for c in _VERIFICATION_COLUMNS)
                         + " WHERE request_id = ?")
@@ -326,6 +329,7 @@ class StepOutcome:
     detail: str = ""
     provider_ref: str | None = None
     record_attempt: bool = True  # False for the engine's own report deadline (no attempt made)
+    cost: ProviderCost | None = None
 
 
 @dataclass(slots=True)
@@ -337,6 +341,7 @@ class Report:
     outcome: Outcome
     now_ms: int
     detail: str = ""
+    cost: ProviderCost | None = None
 
 
 @dataclass(slots=True)
@@ -371,6 +376,7 @@ class _Writes:
     ledger: list[dict[str, Any]] = field(default_factory=list)
     money: dict[int, list[int]] = field(default_factory=dict)  # account -> [balance, held]
     outbox: list[dict[str, Any]] = field(default_factory=list)
+    costs: list[tuple[Any, ...]] = field(default_factory=list)
     leases: dict[str, tuple[str, int]] = field(default_factory=dict)  # kept for run-now steps
 
 
@@ -460,6 +466,19 @@ class Transitions:
         for name, rows in (("attempts", w.attempts), ("reports", w.reports),
                            ("ledger", w.ledger), ("outbox", w.outbox)):
             await self.sql.insert(conn, name, rows)
+        await self.sql.execute_many(conn, _INSERT_COST, w.costs)
+
+    @staticmethod
+    def cost(w: _Writes, channel: str, ref: str | None, request_id: str | None,
+             cost: ProviderCost | None, now_ms: int) -> None:
+        """The provider's charge (and refund) for one attempt; repeats are ignored."""
+        if cost is None or not ref:
+            return
+        w.costs.append((channel, ref, request_id, "charge", cost.amount_micros, cost.currency,
+                        now_ms))
+        if cost.refunded:
+            w.costs.append((channel, ref, request_id, "refund", -cost.amount_micros,
+                            cost.currency, now_ms))
 
 
 class RecordOutcomes(BatchOp[StepOutcome, Applied]):
@@ -481,6 +500,9 @@ class RecordOutcomes(BatchOp[StepOutcome, Applied]):
         accepted_refs: list[tuple[str, str]] = []
         for item in items:
             v = w.rows.get(item.request_id)
+            if v is not None:
+                self.t.cost(w, v.channels[item.step_index].value, item.provider_ref,
+                            item.request_id, item.cost, item.now_ms)
             if v is not None and item.record_attempt:
                 w.attempts.append(dict(
                     request_id=item.request_id, step_index=item.step_index,
@@ -527,6 +549,8 @@ class ApplyReports(BatchOp[Report, Applied]):
         for item in items:
             match = found.get((item.channel.value, item.provider_ref))
             applied = self._one(w, item, match)
+            self.t.cost(w, item.channel.value, item.provider_ref, match[0] if match else None,
+                        item.cost, item.now_ms)
             w.reports.append(dict(channel=item.channel.value, provider_ref=item.provider_ref,
                                   outcome=item.outcome.value, detail=item.detail[:500],
                                   request_id=match[0] if match else None,
@@ -600,3 +624,14 @@ async def list_attempts(conn: AsyncConnection, request_id: str) -> list[dict[str
     rows = await conn.execute(select(attempts).where(attempts.c.request_id == request_id)
                               .order_by(attempts.c.id))
     return [dict(r._mapping) for r in rows]
+
+
+async def latest_provider_ref(conn: AsyncConnection, request_id: str,
+                              step_index: int) -> str | None:
+    """The provider's reference of the last accepted attempt at a step (for reconciliation)."""
+    row = (await conn.execute(
+        select(attempts.c.provider_ref)
+        .where(attempts.c.request_id == request_id, attempts.c.step_index == step_index,
+               attempts.c.provider_ref.is_not(None))
+        .order_by(attempts.c.id.desc()).limit(1))).first()
+    return None if row is None else str(row[0])
