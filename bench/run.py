@@ -289,8 +289,8 @@ async def wait_healthy(port: int, limit_s: float) -> float | None:
 
 
 async def start_server(args: argparse.Namespace, env: dict[str, str], log_path: Path,
-                       profile_out: Path | None) -> Server:
-    port = free_port()
+                       profile_out: Path | None, port: int | None = None) -> Server:
+    port = port or free_port()
     serve = ["serve", "--host", "127.0.0.1", "--port", str(port), "--no-migrate"]
     if profile_out:
         cmd = [sys.executable, str(PROFILER), "--out", str(profile_out), "--", *serve]

@@ -76,12 +76,14 @@ class RawSql:
         return orjson.dumps(list(values)).decode() if self.is_sqlite else list(values)
 
     @staticmethod
-    async def _driver(conn: AsyncConnection) -> Any:
+    async def _driver(conn: Any) -> Any:
         """The aiosqlite / asyncpg connection under SQLAlchemy's, inside its transaction.
 
         Going to the driver directly costs one thread hop per statement on aiosqlite (the
         SQLAlchemy adapter makes three: cursor, execute, fetch) and skips parameter processing.
         """
+        if not isinstance(conn, AsyncConnection):
+            return conn  # already the driver's (Database.batch() on PostgreSQL)
         raw = await conn.get_raw_connection()
         return raw.driver_connection
 

@@ -96,15 +96,20 @@ def parse_json(raw: bytes) -> Any:
 class TelegramGatewayClient:
     def __init__(self, token: str, *, base_url: str = DEFAULT_URL, timeout_s: float = 5.0,
                  proxy: str | None = None, retries: int = 2, retry_backoff_s: float = 0.2,
+                 max_connections: int = 32,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.token = token
         self.retries = retries
         self.retry_backoff_s = retry_backoff_s
+        # Requests wait here rather than in httpcore's pool, whose bookkeeping costs grow with
+        # every queued request (measured: 5 ms of CPU per call with 200 waiting).
+        self._slots = asyncio.Semaphore(max_connections)
         self._http = httpx.AsyncClient(
-            timeout=timeout_s, proxy=proxy or None, transport=transport,
+            timeout=timeout_s, proxy=proxy or None, transport=transport, trust_env=False,
             headers={"Authorization": f"Bearer {token}", "User-Agent": "kaskad"},
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=50))
+            limits=httpx.Limits(max_connections=max_connections,
+                                max_keepalive_connections=max_connections))
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -147,7 +152,8 @@ class TelegramGatewayClient:
         attempt = 0
         while True:
             try:
-                response = await self._http.post(url, json=params)
+                async with self._slots:
+                    response = await self._http.post(url, json=params)
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             else:
