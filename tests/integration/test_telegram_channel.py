@@ -282,7 +282,7 @@ async def test_gateway_down_is_retried_then_falls_back(stack: StackFactory) -> N
     tries = await s.rows(attempts, attempts.c.request_id == sent["request_id"])
     telegram = [a for a in tries if a.channel == "telegram"]
     assert telegram and all(a.outcome == "rejected_temporary" for a in telegram)
-    assert "ConnectError" in telegram[0].detail
+    assert "Connect" in telegram[0].detail
 
 
 # --------------------------------------------------------------------------- the code check

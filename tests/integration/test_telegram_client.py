@@ -4,11 +4,12 @@ checked before sending, error classification, bounded retries and the proxy sett
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 
 import httpx
 import pytest
+from aiohttp import web
 
 from kaskad.channels.telegram.client import (
     GatewayError,
@@ -121,11 +122,36 @@ async def test_flood_wait_carries_its_seconds(sim: tuple[TelegramGatewaySim, str
     assert flood.value.kind.kind is ErrorKind.FLOOD and flood.value.kind.wait_s == 42
 
 
-async def test_unknown_error_strings_are_classified_not_crashed() -> None:
-    def gateway(request: httpx.Request) -> httpx.Response:  # a peer with a new error string
-        return httpx.Response(200, json={"ok": False, "error": "SOMETHING_NEW_2027"})
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
-    c = TelegramGatewayClient(TOKEN, transport=httpx.MockTransport(gateway))
+
+@pytest.fixture
+async def peer() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
+    """A stand-in gateway over loopback that answers what a test tells it to (aiohttp.web)."""
+    runners: list[web.AppRunner] = []
+
+    async def _start(handler: Handler) -> str:
+        app = web.Application()
+        app.router.add_route("*", "/{method}", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        port = runner.addresses[0][1]
+        return f"http://127.0.0.1:{port}/"
+
+    yield _start
+    for runner in runners:
+        await runner.cleanup()
+
+
+async def test_unknown_error_strings_are_classified_not_crashed(
+        peer: Callable[[Handler], Awaitable[str]]) -> None:
+    async def gateway(_: web.Request) -> web.Response:  # a gateway with a new error string
+        return web.json_response({"ok": False, "error": "SOMETHING_NEW_2027"})
+
+    c = TelegramGatewayClient(TOKEN, base_url=await peer(gateway))
     try:
         with pytest.raises(GatewayError) as exc:
             await c.check_send_ability(PHONE)
@@ -134,17 +160,31 @@ async def test_unknown_error_strings_are_classified_not_crashed() -> None:
     assert exc.value.kind.kind is ErrorKind.UNKNOWN
 
 
-async def test_5xx_is_retried_a_bounded_number_of_times() -> None:
+async def test_an_answer_that_is_not_the_envelope_is_unavailable(
+        peer: Callable[[Handler], Awaitable[str]]) -> None:
+    async def gateway(_: web.Request) -> web.Response:
+        return web.Response(body=b"<html>captive portal</html>", content_type="text/html")
+
+    c = TelegramGatewayClient(TOKEN, base_url=await peer(gateway), retries=0)
+    try:
+        with pytest.raises(GatewayUnavailable, match="envelope"):
+            await c.check_send_ability(PHONE)
+    finally:
+        await c.close()
+
+
+async def test_5xx_is_retried_a_bounded_number_of_times(
+        peer: Callable[[Handler], Awaitable[str]]) -> None:
     seen: list[int] = []
 
-    def flaky(request: httpx.Request) -> httpx.Response:
+    async def flaky(_: web.Request) -> web.Response:
         seen.append(1)
         if len(seen) < 3:
-            return httpx.Response(502, text="bad gateway")
-        return httpx.Response(200, json={"ok": True, "result": {
+            return web.Response(status=502, text="bad gateway")
+        return web.json_response({"ok": True, "result": {
             "request_id": "r1", "phone_number": "+" + PHONE, "request_cost": 0.01}})
 
-    c = TelegramGatewayClient(TOKEN, transport=httpx.MockTransport(flaky), retries=2,
+    c = TelegramGatewayClient(TOKEN, base_url=await peer(flaky), retries=2,
                               retry_backoff_s=0.001)
     try:
         assert (await c.check_send_ability(PHONE)).request_id == "r1"
@@ -161,7 +201,7 @@ async def test_network_errors_give_up_after_retries() -> None:
     c = TelegramGatewayClient(TOKEN, base_url="http://127.0.0.1:9/", retries=2,
                               retry_backoff_s=0.001, timeout_s=1)
     try:
-        with pytest.raises(GatewayUnavailable, match="ConnectError"):
+        with pytest.raises(GatewayUnavailable, match="Connect"):
             await c.check_send_ability(PHONE)
     finally:
         await c.close()
