@@ -32,6 +32,9 @@ spam_app = typer.Typer(help="The spam list (global or per account).", no_args_is
 tariffs_app = typer.Typer(help="Prices per plan, channel and direction.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(spam_app, name="spam")
+numbering_app = typer.Typer(help="Russia's numbering plan (the DEF/ABC registry): operators.",
+                            no_args_is_help=True)
+app.add_typer(numbering_app, name="numbering")
 simulate_app = typer.Typer(help="Sandbox simulators of the outside world, run on their own.",
                            no_args_is_help=True)
 app.add_typer(tariffs_app, name="tariffs")
@@ -324,6 +327,34 @@ def margins(usd_rub: str = typer.Option(None, help="RUB per USD, to show the mar
             cost_kop = int(Decimal(row.provider_micros.get("USD", 0)) * rate / 10**4)
             line += f"\tmargin {format_rub(row.revenue_kop - cost_kop)} RUB"
         typer.echo(line)
+
+
+@numbering_app.command("import")
+def numbering_import(path: Path = typer.Argument(None, help="The registry CSV (UTF-8 with BOM, "
+                                                 "';'-separated); default: the shipped sample."),
+                     ) -> None:
+    """Replace the numbering plan with a DEF/ABC registry file (from the ministry's site)."""
+    from importlib.resources import files
+
+    if path is None:
+        text = files("kaskad").joinpath("data/numbering_sample.csv").read_text("utf-8")
+    else:
+        try:
+            text = path.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise typer.BadParameter(f"cannot read {path}: {exc}") from exc
+    count = _run_admin(lambda a: a.import_numbering(text))
+    typer.echo(f"{count} ranges imported")
+
+
+@numbering_app.command("lookup")
+def numbering_lookup(number: str) -> None:
+    """Which operator and region hold a number."""
+    found = _run_admin(lambda a: a.lookup_number(number))
+    if found is None:
+        typer.echo("not in the numbering plan")
+        raise typer.Exit(1)
+    typer.echo(f"{found.operator}\t{found.operator_name}\t{found.region}\tINN {found.inn}")
 
 
 @simulate_app.command("telegram")

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 from kaskad.domain.account_settings import AccountSettings
 from kaskad.domain.clock import Clock, system_clock, to_ms
+from kaskad.domain.numbering import NumberRange, parse_registry
 from kaskad.domain.numbers import parse_number
 from kaskad.storage import accounts as repo
 from kaskad.storage.costs import MarginRow, margins
 from kaskad.storage.db import Database
+from kaskad.storage.numbering import load_plan, replace_plan
 
 DEMO_TARIFFS = {  # kopecks, Russia: Telegram is well under half the price of an SMS (seed 000)
     "telegram": 150,
@@ -137,3 +139,14 @@ class Admin:
         """Per channel: what customers paid us and what providers charged us (net of refunds)."""
         async with self.db.read() as conn:
             return await margins(conn)
+
+    async def import_numbering(self, text: str) -> int:
+        """Replace the numbering plan with a DEF/ABC registry file's ranges."""
+        ranges = list(parse_registry(text))
+        async with self.db.write() as conn:
+            return await replace_plan(conn, ranges)
+
+    async def lookup_number(self, number: str) -> NumberRange | None:
+        digits = parse_number(number).digits
+        async with self.db.read() as conn:
+            return (await load_plan(conn)).lookup(digits)

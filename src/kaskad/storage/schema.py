@@ -198,3 +198,14 @@ channel_health = Table(
     Column("detail", Text, nullable=False, server_default=""),
     Column("updated_at", BigInteger, nullable=False),
 )
+
+# Russia's numbering plan (kaskad.domain.numbering), replaced as a whole by each import.
+numbering_ranges = Table(
+    "numbering_ranges", metadata,
+    Column("start", BigInteger, primary_key=True, autoincrement=False),
+    Column("end", BigInteger, nullable=False),
+    Column("operator", String(40), nullable=False),
+    Column("operator_name", Text, nullable=False),
+    Column("region", Text, nullable=False),
+    Column("inn", String(12), nullable=False),
+)
