@@ -25,8 +25,15 @@ def test_empty_value_clears() -> None:
     assert s.telegram_sender is None
 
 
+def test_code_detection_settings_from_cli_strings() -> None:
+    s = updated(AccountSettings(), {"sms_codes_to_telegram": "true", "code_length_min": "6"})
+    assert s.sms_codes_to_telegram is True and (s.code_length_min, s.code_length_max) == (6, 8)
+
+
 @pytest.mark.parametrize("changes", [{"lang": "de"}, {"telegram_sender": "a b"},
-                                     {"no_such_setting": "1"}])
+                                     {"no_such_setting": "1"}, {"code_length_min": "3"},
+                                     {"code_length_min": "7", "code_length_max": "6"},
+                                     {"sms_codes_to_telegram": "maybe"}])
 def test_bad_values_are_refused(changes: dict[str, str]) -> None:
     with pytest.raises(BadRequest):
         updated(AccountSettings(), changes)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kaskad.domain.errors import BadRequest
 
@@ -20,6 +20,17 @@ class AccountSettings(BaseModel):
     # Telegram Gateway: the verified channel that signs this account's codes (none: unsigned).
     telegram_sender: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_]{5,32}$")
     lang: str = Field(default="ru", pattern=r"^(ru|en)$")  # prompts and templates
+    # Seed 000: an SMS whose text is a verification code goes through Telegram as that code
+    # (kaskad.domain.code_detect), when the code's length is within this range.
+    sms_codes_to_telegram: bool = False
+    code_length_min: int = Field(default=4, ge=4, le=8)
+    code_length_max: int = Field(default=8, ge=4, le=8)
+
+    @model_validator(mode="after")
+    def _range(self) -> AccountSettings:
+        if self.code_length_min > self.code_length_max:
+            raise ValueError("code_length_min is above code_length_max")
+        return self
 
 
 def parse_settings(raw: str | bytes | None) -> AccountSettings:
@@ -42,7 +53,8 @@ def updated(current: AccountSettings, changes: dict[str, Any]) -> AccountSetting
         return AccountSettings.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise BadRequest(f"setting {first['loc'][0]}: {first['msg']}") from exc
+        where = first["loc"][0] if first["loc"] else "settings"
+        raise BadRequest(f"setting {where}: {first['msg']}") from exc
 
 
 def dump_settings(settings: AccountSettings) -> str:
