@@ -1,0 +1,85 @@
+"""Delivery receipts: both forms, the states' mappings, and id readings."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kaskad.domain.channels import Outcome
+from kaskad.domain.dlr import (
+    SSMS_STATE_TEXT,
+    TLV_MESSAGE_STATE,
+    TLV_RECEIPTED_MESSAGE_ID,
+    MessageState,
+    format_receipt,
+    id_variants,
+    parse_receipt_text,
+    receipt_from_pdu,
+)
+
+KANNEL_STYLE = ("id:0123456789 sub:001 dlvrd:001 submit date:2511231405 done date:2511231406 "
+                "stat:DELIVRD err:000 text:Ваш код 1234")
+
+
+def test_the_text_form() -> None:
+    r = parse_receipt_text(KANNEL_STYLE)
+    assert r is not None
+    assert (r.message_id, r.state, r.error) == ("0123456789", MessageState.DELIVERED, "000")
+    assert (r.submitted, r.done) == ("2511231405", "2511231406")
+
+
+def test_text_after_text_colon_cannot_fake_fields() -> None:
+    r = parse_receipt_text("id:42 stat:UNDELIV err:001 text:stat:DELIVRD id:99")
+    assert r is not None and (r.message_id, r.state) == ("42", MessageState.UNDELIVERABLE)
+
+
+@pytest.mark.parametrize("text", ["", "hello", "id: stat:DELIVRD", "id:5 stat:WHATEVER",
+                                  "Ваш код 1234"])
+def test_not_receipts(text: str) -> None:
+    assert parse_receipt_text(text) is None
+
+
+def test_tlvs_win_over_the_text() -> None:
+    r = receipt_from_pdu({TLV_RECEIPTED_MESSAGE_ID: b"ab12\x00", TLV_MESSAGE_STATE: bytes([5])},
+                         KANNEL_STYLE.encode())
+    assert r is not None and (r.message_id, r.state) == ("ab12", MessageState.UNDELIVERABLE)
+    assert r.error == "000"  # what the TLVs lack comes from the text
+
+
+def test_tlvs_alone_and_bad_tlvs() -> None:
+    r = receipt_from_pdu({TLV_RECEIPTED_MESSAGE_ID: b"77", TLV_MESSAGE_STATE: bytes([2])}, b"")
+    assert r is not None and r.state is MessageState.DELIVERED
+    assert receipt_from_pdu({TLV_MESSAGE_STATE: bytes([99])}, b"") is None
+    assert receipt_from_pdu({}, b"\xff\xfe") is None
+
+
+def test_state_mappings() -> None:
+    assert MessageState.DELIVERED.outcome is Outcome.DELIVERED
+    assert MessageState.ENROUTE.outcome is None and MessageState.ACCEPTED.outcome is None
+    for state in (MessageState.EXPIRED, MessageState.DELETED, MessageState.UNDELIVERABLE,
+                  MessageState.UNKNOWN, MessageState.REJECTED):
+        assert state.outcome is Outcome.NOT_DELIVERED
+    assert MessageState.DELIVERED.ssms_state == 1
+    assert MessageState.EXPIRED.ssms_state == 34 and MessageState.REJECTED.ssms_state == 16
+    assert all(s.ssms_state in SSMS_STATE_TEXT for s in MessageState)
+
+
+@given(st.text(alphabet="0123456789abcdefABCDEF", min_size=1, max_size=16),
+       st.sampled_from(list(MessageState)), st.text(max_size=40))
+def test_format_then_parse_round_trips(message_id: str, state: MessageState, text: str) -> None:
+    raw = format_receipt(message_id, state, submitted="2511231405", done="2511231406",
+                         text=text)
+    r = parse_receipt_text(raw)
+    assert r is not None and (r.message_id, r.state) == (message_id, state)
+
+
+def test_id_variants_cross_hex_and_decimal() -> None:
+    assert "255" in id_variants("ff") and "ff" in id_variants("255")
+    assert id_variants("ABC") >= {"ABC", "abc", "2748"}
+    assert id_variants("msg-1") == {"msg-1"}
+
+
+def test_field_names_are_whole_words() -> None:
+    r = parse_receipt_text("paid:1 id:7 stat:DELIVRD")
+    assert r is not None and r.message_id == "7"
