@@ -80,7 +80,8 @@ SSMS_STATE_TEXT = {
     SSMS_EXPIRED: ("Не доставлено (просрочено)", "Not delivered (expired)"),
 }
 
-_FIELD = re.compile(r"(?<![A-Za-z])(id|sub|dlvrd|submit date|done date|stat|err)\s*:\s*(\S*)", re.IGNORECASE)
+_FIELD = re.compile(r"(?<![A-Za-z])(id|sub|dlvrd|submit date|done date|stat|err)\s*:\s*(\S*)",
+                    re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
