@@ -488,7 +488,7 @@ async def run_backend(args: argparse.Namespace, name: str, stamp: str) -> dict[s
         env = clean_env({**base, "KASKAD_SANDBOX__REPORT_DELAY_S": "0.01",
                          # the foundation's figures: cascade and storage, channels in-process
                          # (bench/telegram.py measures the Telegram client over HTTP)
-                         "KASKAD_TELEGRAM_MODE": "inprocess",
+                         "KASKAD_TELEGRAM_MODE": "inprocess", "KASKAD_SMS_MODE": "inprocess",
                          "KASKAD_AUTH_CACHE_TTL_S": "5", **dict(args.server_env)})
         profile_out = (RESULTS_DIR / f"{stamp}-{name}-cprofile.txt"
                        if args.profile == "cprofile" else None)

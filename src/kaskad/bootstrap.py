@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import structlog
 
 from kaskad.channels.base import Channel, ReportSink
 from kaskad.channels.sandbox import sandbox_channels
+from kaskad.channels.sms.channel import SmsChannel
+from kaskad.channels.sms.connector import SmppConnector
 from kaskad.channels.telegram.channel import TelegramChannel, TelegramOptions
 from kaskad.channels.telegram.client import TelegramGatewayClient
-from kaskad.config import Settings
+from kaskad.config import ConnectorSettings, Settings
 from kaskad.domain.callbacks import final_callback_body, new_event_id
 from kaskad.domain.channels import ChannelName
 from kaskad.domain.clock import Clock, system_clock, to_ms
@@ -73,6 +76,8 @@ class Gateway:
                                      engine=self.engine, bus=self.bus, clock=clock)
         self.channel_health = ChannelHealthStore(self.db, clock)
         self.telegram_sim: TelegramGatewaySim | None = None
+        self.smsc_sim: Any = None  # kaskad.simulators.smsc.SmscSimulator in "simulator" mode
+        self.smsc_port: int | None = None
         self._senders: dict[int, tuple[float, str | None]] = {}
         factory = channels or self._sandbox
         self.channels = list(factory(self.reports))
@@ -105,7 +110,37 @@ class Gateway:
         if mode != "inprocess":
             channels = [c for c in channels if c.name is not ChannelName.TELEGRAM]
             channels.insert(0, self._telegram(sink, world, mode))
+        sms_mode = self.settings.effective_sms_mode
+        if sms_mode != "inprocess":
+            channels = [c for c in channels if c.name is not ChannelName.SMS]
+            channels.append(self._sms(sink, world, sms_mode))
         return channels
+
+    def _sms(self, sink: ReportSink, world: World, mode: str) -> SmsChannel:
+        smpp = self.settings.smpp
+        channel = SmsChannel([], sink, sender=smpp.sender)
+        if mode == "simulator":  # connected in start(), once the simulator has its port
+            from kaskad.simulators.smsc import SmscSimulator
+
+            sb = self.settings.sandbox
+            self.smsc_sim = SmscSimulator(system_id="kaskad", password="sandbox", world=world,
+                                          receipt_delay_s=sb.report_delay_s,
+                                          slow_delay_s=sb.slow_delay_s)
+        else:
+            channel.connectors = [SmppConnector(c, on_receipt=channel.on_receipt)
+                                  for c in smpp.connectors]
+        return channel
+
+    async def _start_smsc_simulator(self) -> None:
+        """The built-in SMSC on a loopback port, and one connector to it (the demo's)."""
+        sms = self.engine.channels.get(ChannelName.SMS)
+        if self.smsc_sim is None or not isinstance(sms, SmsChannel):
+            return
+        port = await self.smsc_sim.start("127.0.0.1", 0)
+        self.smsc_port = port
+        settings = ConnectorSettings(name="sandbox", host="127.0.0.1", port=port,
+                                     system_id="kaskad", password="sandbox")
+        sms.connectors = [SmppConnector(settings, on_receipt=sms.on_receipt)]
 
     def _telegram(self, sink: ReportSink, world: World, mode: str) -> TelegramChannel:
         s = self.settings
@@ -155,6 +190,11 @@ class Gateway:
             status[channel.name.value] = {
                 "healthy": health.healthy and not paused, "paused": paused,
                 "detail": health.detail if (paused or not health.healthy) else ""}
+            if isinstance(channel, SmsChannel):  # live bind status per SMPP connector
+                binds = {c.name: c.up for c in channel.connectors}
+                status[channel.name.value]["connectors"] = binds
+                if binds and not any(binds.values()):
+                    status[channel.name.value].update(healthy=False, detail="no SMSC bound")
             self.metrics.channel_healthy.labels(channel.name.value).set(
                 1 if health.healthy and not paused else 0)
         if self.telegram is not None:
@@ -177,6 +217,11 @@ class Gateway:
 
     async def start(self, *, engine: bool = True, callbacks: bool = True) -> None:
         self.batcher.start()
+        await self._start_smsc_simulator()
+        for channel in self.channels:
+            starter = getattr(channel, "start", None)
+            if starter is not None:
+                await starter()
         self.engine.start(claim_loop=engine)
         if callbacks:
             self.callbacks.start()
@@ -189,6 +234,8 @@ class Gateway:
             await channel.close()
         if self.telegram_sim is not None:
             await self.telegram_sim.stop()
+        if self.smsc_sim is not None:
+            await self.smsc_sim.stop()
         await self.bus.close()
         await self.batcher.stop()
         await self.db.dispose()

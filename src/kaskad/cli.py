@@ -145,6 +145,8 @@ def worker() -> None:
     from kaskad.bootstrap import Gateway
 
     settings = _settings()
+    if settings.sms_mode == "auto" and not settings.smpp.connectors:
+        settings.sms_mode = "inprocess"  # the SMSC simulator lives in `serve`, not in workers
 
     async def _main() -> None:
         gw = Gateway(settings)
@@ -195,7 +197,9 @@ Callbacks received:  curl -s {base}/demo/callbacks
 Balance:             kaskad accounts show demo   (with KASKAD_DATA_DIR={data_dir})
 
 Telegram goes through the real Gateway API client to the built-in simulator at
-{base}/sandbox/telegram/ (signed reports come back to {base}/webhooks/telegram).
+{base}/sandbox/telegram/ (signed reports come back to {base}/webhooks/telegram);
+SMS goes over SMPP 3.4 to the built-in SMSC simulator on 127.0.0.1 (receipts come back on the
+same bind).
 Sandbox numbers: the last digit picks the behaviour (any Russian mobile, e.g. 7900123456X):""")
         for digit, rule in DEFAULT_RULES.items():
             typer.echo(f"  ...{digit}  {rule.note}")
@@ -355,6 +359,18 @@ def numbering_lookup(number: str) -> None:
         typer.echo("not in the numbering plan")
         raise typer.Exit(1)
     typer.echo(f"{found.operator}\t{found.operator_name}\t{found.region}\tINN {found.inn}")
+
+
+@simulate_app.command("smsc")
+def simulate_smsc(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(2776),
+                  receipt_delay: float = typer.Option(0.2, help="Seconds before receipts.")
+                  ) -> None:
+    """Run the SMSC simulator on its own (SMPP 3.4; receipts; the sandbox's number rules).
+
+    Declare it as a connector in the TOML config: [[smpp.connectors]] host/port/system_id."""
+    from kaskad.simulators.smsc import serve_forever
+
+    _run_loop(serve_forever(host, port, receipt_delay_s=receipt_delay))
 
 
 @simulate_app.command("telegram")

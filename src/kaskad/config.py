@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -31,6 +31,33 @@ class SandboxSettings(BaseSettings):
     slow_delay_s: float = 2.0  # delay of the "slow" behaviours
     rules: dict[str, dict[str, str]] = Field(default_factory=dict)  # overrides by last digit
     telegram_token: str = "kaskad-sandbox-token"  # of the built-in Telegram Gateway simulator
+
+
+class ConnectorSettings(BaseModel):
+    """One upstream SMSC (kaskad.channels.sms.connector), declared in the TOML config as
+    `[[smpp.connectors]]`, in priority order."""
+
+    name: str = Field(pattern=r"^[a-z0-9_-]{1,40}$")
+    host: str
+    port: int = Field(ge=1, le=65535)
+    system_id: str = Field(max_length=15)
+    password: str = Field(max_length=8)
+    system_type: str = Field(default="", max_length=12)
+    binds: int = Field(default=1, ge=1, le=32)
+    window: int = Field(default=10, ge=1, le=1000)  # outstanding submit_sm per bind
+    throughput: float = Field(default=0, ge=0)  # submit_sm per second for the connector; 0: none
+    source_ton: int = 5  # alphanumeric
+    source_npi: int = 0
+    dest_ton: int = 1  # international
+    dest_npi: int = 1  # ISDN
+    submit_timeout_s: float = 10.0
+    max_throttle_wait_s: float = 60.0
+    enquire_link_s: float = 30.0
+
+
+class SmppSettings(BaseModel):
+    connectors: list[ConnectorSettings] = Field(default_factory=list)
+    sender: str = Field(default="kaskad", max_length=11)  # default alphanumeric sender name
 
 
 class Settings(BaseSettings):
@@ -97,6 +124,10 @@ class Settings(BaseSettings):
     public_url: str = ""
 
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    # SMS over SMPP. "auto": the declared connectors, else (serve/demo) the built-in SMSC
+    # simulator over loopback SMPP; "inprocess": the sandbox without SMPP (engine tests, bench).
+    sms_mode: Literal["auto", "smpp", "simulator", "inprocess"] = "auto"
+    smpp: SmppSettings = Field(default_factory=SmppSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -129,6 +160,12 @@ class Settings(BaseSettings):
         if self.telegram_mode == "auto":
             return "gateway" if self.telegram_token else "simulator"
         return self.telegram_mode
+
+    @property
+    def effective_sms_mode(self) -> str:
+        if self.sms_mode == "auto":
+            return "smpp" if self.smpp.connectors else "simulator"
+        return self.sms_mode
 
     @property
     def effective_telegram_ttl_s(self) -> int:

@@ -47,7 +47,8 @@ async def test_killed_worker_work_resumes_and_is_charged_once(make_gateway: obje
 
     env = dict(os.environ, KASKAD_DATABASE_URL=db_url, KASKAD_NODE_ID="doomed",
                KASKAD_LEASE_S="3", KASKAD_POLL_INTERVAL_S="0.05", KASKAD_LOG_LEVEL="warning",
-               KASKAD_SANDBOX__SLOW_DELAY_S="120", KASKAD_TELEGRAM_MODE="inprocess")
+               KASKAD_SANDBOX__SLOW_DELAY_S="120", KASKAD_TELEGRAM_MODE="inprocess",
+               KASKAD_SMS_MODE="inprocess")
     worker = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "kaskad", "worker", env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)

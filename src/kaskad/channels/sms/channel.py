@@ -1,0 +1,100 @@
+"""SMS as a cascade channel: the code's text, segmented by us, submitted over SMPP.
+
+Connectors are tried in priority order: a connector that is down or answers a temporary error
+passes the message to the next one; a permanent error (bad number, bad sender) ends the step.
+The attempt's provider reference is `<connector>:<first part's message id>`, which is what that
+connector's receipts are matched by.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+
+import structlog
+
+from kaskad.channels.base import Delivery, ReportSink, SendResult
+from kaskad.channels.sms.connector import Part, SmppConnector, SubmitResult
+from kaskad.domain.channels import ChannelName, Outcome
+from kaskad.domain.dlr import Receipt
+from kaskad.domain.smpp import SubmitVerdict, udh
+from kaskad.domain.sms import Segmented, segment
+
+log = structlog.get_logger(__name__)
+
+CODE_TEXT = {"ru": "Ваш код: {code}", "en": "Your code: {code}"}
+
+
+def code_text(code: str, lang: str) -> str:
+    return CODE_TEXT.get(lang, CODE_TEXT["ru"]).format(code=code)
+
+
+def provider_ref(connector: str, message_id: str) -> str:
+    return f"{connector}:{message_id}"
+
+
+class SmsChannel:
+    name = ChannelName.SMS
+
+    def __init__(self, connectors: Sequence[SmppConnector], sink: ReportSink, *,
+                 sender: str, route: Callable[[str], Sequence[SmppConnector]] | None = None
+                 ) -> None:
+        self.connectors = list(connectors)
+        self.sink = sink
+        self.sender = sender
+        self.route = route or (lambda _number: self.connectors)
+        self._refs = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def send(self, delivery: Delivery) -> SendResult:
+        segmented = segment(code_text(delivery.code, delivery.lang))
+        last = SubmitResult(SubmitVerdict.TEMPORARY, None, "no SMPP connector for this number")
+        for connector in self.route(delivery.number):
+            last, first_id = await self._send_parts(connector, segmented, delivery.number)
+            if last.verdict is SubmitVerdict.ACCEPTED and first_id is not None:
+                return SendResult(Outcome.ACCEPTED, provider_ref(connector.name, first_id),
+                                  f"{connector.name}: {segmented.count} part(s) accepted")
+            if last.verdict is SubmitVerdict.PERMANENT:
+                return SendResult(Outcome.REJECTED_PERMANENT, None,
+                                  f"{connector.name}: {last.detail}")
+        return SendResult(Outcome.REJECTED_TEMPORARY, None, last.detail)
+
+    async def _send_parts(self, connector: SmppConnector, segmented: Segmented,
+                          number: str) -> tuple[SubmitResult, str | None]:
+        payloads = segmented.payloads()
+        concatenated = len(payloads) > 1
+        self._refs = (self._refs + 1) % 256
+        first_id: str | None = None
+        result = SubmitResult(SubmitVerdict.TEMPORARY)
+        for index, payload in enumerate(payloads, start=1):
+            body = (udh(self._refs, len(payloads), index) + payload) if concatenated else payload
+            result = await connector.submit(Part(self.sender, number, segmented.encoding, body,
+                                                 concatenated))
+            if result.verdict is not SubmitVerdict.ACCEPTED:
+                return result, None  # parts already accepted stay sent; the step retries
+            first_id = first_id or result.message_id
+        return result, first_id
+
+    def on_receipt(self, connector: str, receipt: Receipt) -> None:
+        """From a connector's receive loop: hand the receipt to the cascade without blocking."""
+        outcome = receipt.state.outcome or Outcome.ACCEPTED  # ENROUTE/ACCEPTD: recorded only
+        ref = provider_ref(connector, receipt.message_id)
+        detail = receipt.state.stat + (f" err:{receipt.error}" if receipt.error else "")
+        soon = getattr(self.sink, "report_soon", None)
+        if soon is not None:
+            soon(self.name, ref, outcome, detail)
+            return
+        task = asyncio.create_task(self.sink.report(self.name, ref, outcome, detail))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def start(self) -> None:
+        for connector in self.connectors:
+            await connector.start()
+
+    async def close(self) -> None:
+        for connector in self.connectors:
+            await connector.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

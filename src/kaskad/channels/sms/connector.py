@@ -1,0 +1,312 @@
+"""An SMPP 3.4 connector to one upstream SMSC: a pool of binds over aiosmpplib, with our own
+window (max outstanding submit_sm per bind) and throughput limit in front of it.
+
+aiosmpplib keeps the session (bind, enquire_link, reconnect with backoff, unbind) and hands every
+PDU it receives to a hook; the hook resolves our waiting submit or passes a receipt / MO on.
+Parts are made by kaskad.domain.sms and sent pre-encoded (UDH included), so aiosmpplib's own
+splitting and payload moving never apply. Throttling answers (ESME_RTHROTTLED, ESME_RMSGQFUL)
+slow the sender down and the same part is submitted again; they never fail a message.
+
+The hook runs inside aiosmpplib's receive loop before deliver_sm_resp is sent, so receipts are
+handed on without awaiting storage (the writer's queue takes them); a crash between the ack and
+the commit loses that receipt, and the cascade's report timeout covers it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from aiosmpplib import ESME, NPI, TON, BindMode, PhoneNumber, SubmitSm
+from aiosmpplib.hook import AbstractHook
+from aiosmpplib.protocol import SubmitSmResp
+from aiosmpplib.retrytimer import SimpleExponentialBackoff
+
+from kaskad.config import ConnectorSettings
+from kaskad.domain.dlr import ESM_CLASS_RECEIPT, Receipt, receipt_from_pdu
+from kaskad.domain.smpp import UDHI, SubmitVerdict, classify_status, status_name
+from kaskad.domain.sms import Encoding
+
+log = structlog.get_logger(__name__)
+
+DELIVER_SM = 0x00000005
+SUBMIT_SM_RESP = 0x80000004
+GENERIC_NACK = 0x80000000
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    source: str
+    destination: str  # E.164 digits
+    encoding: Encoding
+    payload: bytes  # encoded text, UDH included when `concatenated`
+    concatenated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    verdict: SubmitVerdict
+    message_id: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MobileOriginated:
+    source: str
+    destination: str
+    data_coding: int
+    short_message: bytes
+
+
+ReceiptSink = Callable[[str, Receipt], None]  # (connector name, receipt)
+MoSink = Callable[[str, MobileOriginated], None]
+
+
+class _RateLimit:
+    """Spaces submits evenly (a leaky bucket with no burst)."""
+
+    def __init__(self, per_second: float) -> None:
+        self.interval = 1.0 / per_second if per_second > 0 else 0.0
+        self._next = 0.0
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        now = time.monotonic()
+        slot = max(now, self._next)
+        self._next = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
+class _Hook(AbstractHook):
+    def __init__(self, bind: _Bind) -> None:
+        self.bind = bind
+
+    async def sending(self, smpp_message: Any, pdu: bytes, client_id: str) -> None:
+        return None
+
+    async def received(self, smpp_message: Any, pdu: bytes, client_id: str) -> None:
+        if len(pdu) < 16:
+            return
+        command_id = int.from_bytes(pdu[4:8], "big")
+        if command_id == DELIVER_SM:
+            self.bind.connector.on_deliver_sm(pdu)
+        elif isinstance(smpp_message, SubmitSmResp) or command_id == GENERIC_NACK:
+            status = int.from_bytes(pdu[8:12], "big")
+            log_id = getattr(smpp_message, "log_id", "")
+            message_id = getattr(smpp_message, "message_id", "") or None
+            self.bind.resolve(log_id, status, message_id)
+
+    async def send_error(self, smpp_message: Any, error: Exception, client_id: str) -> None:
+        self.bind.fail(getattr(smpp_message, "log_id", ""), f"not sent: {error!r}")
+
+
+class _Esme(ESME):
+    """aiosmpplib's ESME, closing the streams it lets go of (it half-closes on unbind and simply
+    replaces them on reconnect, which leaks a socket each time)."""
+
+    async def connect(self) -> None:
+        old = self._writer
+        if old is not None:
+            old.close()
+        await super().connect()
+
+    async def _disconnect(self) -> None:
+        writer = self._writer
+        await super()._disconnect()
+        if writer is not None:
+            writer.close()
+
+
+class _Bind:
+    """One SMPP session and the submits waiting for its answers."""
+
+    def __init__(self, connector: SmppConnector, index: int) -> None:
+        s = connector.settings
+        self.connector = connector
+        self.window = asyncio.Semaphore(s.window)
+        self.pending: dict[str, asyncio.Future[tuple[int, str | None]]] = {}
+        self.esme = _Esme(
+            smsc_host=s.host, smsc_port=s.port, system_id=s.system_id, password=s.password,
+            system_type=s.system_type, bind_mode=BindMode.TRANSCEIVER,
+            client_id=f"{s.name}-{index}", enquire_link_interval=float(s.enquire_link_s),
+            hook=_Hook(self), log_level=logging.WARNING, socket_timeout=10.0,
+            retry_timer=SimpleExponentialBackoff(min_delay=200, max_increases=6))
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def bound(self) -> bool:
+        return self.esme._bound.is_set()  # aiosmpplib exposes no public flag
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name=f"smpp-{self.esme.client_id}")
+
+    async def _run(self) -> None:
+        try:
+            await self.esme.start()  # binds, then reconnects with backoff until stopped
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the library gave up: the connector reports it down
+            log.error("SMPP bind stopped", bind=self.esme.client_id, error=repr(exc))
+
+    async def stop(self) -> None:
+        writer = self.esme._writer
+        if self.task is not None and not self.task.done():
+            try:
+                await asyncio.wait_for(self.esme.stop(), 3)  # unbind cleanly
+            except Exception as exc:
+                log.warning("SMPP unbind failed", bind=self.esme.client_id, error=repr(exc))
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 2)
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(ConnectionError("connector stopped"))
+
+    def resolve(self, log_id: str, status: int, message_id: str | None) -> None:
+        future = self.pending.get(log_id)
+        if future is not None and not future.done():
+            future.set_result((status, message_id))
+
+    def fail(self, log_id: str, detail: str) -> None:
+        future = self.pending.get(log_id)
+        if future is not None and not future.done():
+            future.set_exception(ConnectionError(detail))
+
+    async def submit(self, part: Part, log_id: str) -> tuple[int, str | None]:
+        s = self.connector.settings
+        message = SubmitSm(
+            short_message="-", log_id=log_id,
+            source=PhoneNumber(part.source, TON(s.source_ton), NPI(s.source_npi)),
+            destination=PhoneNumber(part.destination, TON(s.dest_ton), NPI(s.dest_npi)),
+            esm_class=UDHI if part.concatenated else 0, registered_delivery=1,
+            encoding="ucs2" if part.encoding is Encoding.UCS2 else "gsm0338")
+        message.set_encoded_message(part.payload)
+        future: asyncio.Future[tuple[int, str | None]] = \
+            asyncio.get_running_loop().create_future()
+        async with self.window:  # our window: at most `window` submits await an answer
+            self.pending[log_id] = future
+            try:
+                await self.esme.broker.enqueue(message)
+                return await asyncio.wait_for(future, s.submit_timeout_s)
+            finally:
+                self.pending.pop(log_id, None)
+
+
+@dataclass
+class ConnectorStats:
+    submitted: int = 0
+    accepted: int = 0
+    throttled: int = 0
+    failed: int = 0
+    receipts: int = 0
+    mo: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+
+
+class SmppConnector:
+    def __init__(self, settings: ConnectorSettings, *, on_receipt: ReceiptSink,
+                 on_mo: MoSink | None = None) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.on_receipt = on_receipt
+        self.on_mo = on_mo
+        self.binds = [_Bind(self, i) for i in range(settings.binds)]
+        self._rate = _RateLimit(settings.throughput)
+        self._ids = itertools.count(1)
+        self._turn = itertools.cycle(range(settings.binds))
+        self.stats = ConnectorStats()
+
+    @property
+    def up(self) -> bool:
+        return any(b.bound for b in self.binds)
+
+    async def start(self) -> None:
+        for bind in self.binds:
+            bind.start()
+
+    async def wait_bound(self, timeout_s: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not self.up:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(b.stop() for b in self.binds))
+
+    def _pick(self) -> _Bind | None:
+        for _ in range(len(self.binds)):
+            bind = self.binds[next(self._turn)]
+            if bind.bound:
+                return bind
+        return None
+
+    async def submit(self, part: Part) -> SubmitResult:
+        """One part, answered: accepted with the SMSC's id, or why not. Throttled parts are
+        submitted again after a pause (doubling, up to `max_throttle_wait_s` in all)."""
+        pause, waited = 0.05, 0.0
+        while True:
+            bind = self._pick()
+            if bind is None:
+                return SubmitResult(SubmitVerdict.TEMPORARY, None, f"{self.name}: not bound")
+            await self._rate.wait()
+            self.stats.submitted += 1
+            try:
+                status, message_id = await bind.submit(part, f"{self.name}-{next(self._ids)}")
+            except (TimeoutError, ConnectionError) as exc:
+                self.stats.failed += 1
+                return SubmitResult(SubmitVerdict.TEMPORARY, None,
+                                    f"{self.name}: {type(exc).__name__} {exc}".strip())
+            verdict = classify_status(status)
+            name = status_name(status)
+            self.stats.by_status[name] = self.stats.by_status.get(name, 0) + 1
+            if verdict is not SubmitVerdict.THROTTLED:
+                if verdict is SubmitVerdict.ACCEPTED:
+                    self.stats.accepted += 1
+                    return SubmitResult(verdict, message_id, "accepted")
+                self.stats.failed += 1
+                return SubmitResult(verdict, None, name)
+            self.stats.throttled += 1
+            if waited >= self.settings.max_throttle_wait_s:
+                return SubmitResult(SubmitVerdict.TEMPORARY, None, f"{name} for {waited:.0f}s")
+            await asyncio.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, 5.0)
+
+    def on_deliver_sm(self, pdu: bytes) -> None:
+        """A receipt or an MO message, from a bind's receive loop (must not block)."""
+        try:
+            from smpp34 import decode  # the codec only; our session stays aiosmpplib's
+
+            decoded: Any = decode(pdu)
+        except Exception as exc:
+            log.warning("undecodable deliver_sm", connector=self.name, error=repr(exc))
+            return
+        tlvs = {t.tag: bytes(t.value) for t in decoded.tlvs}
+        if decoded.esm_class & 0x3C == ESM_CLASS_RECEIPT:
+            receipt = receipt_from_pdu(tlvs, bytes(decoded.short_message))
+            if receipt is None:
+                log.warning("unparsable delivery receipt", connector=self.name)
+                return
+            self.stats.receipts += 1
+            self.on_receipt(self.name, receipt)
+            return
+        self.stats.mo += 1
+        if self.on_mo is not None:
+            self.on_mo(self.name, MobileOriginated(decoded.source_addr, decoded.destination_addr,
+                                                   decoded.data_coding,
+                                                   bytes(decoded.short_message)))

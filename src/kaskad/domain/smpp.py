@@ -1,0 +1,63 @@
+"""SMPP 3.4 facts the SMS channel needs, as pure functions: what a submit_sm_resp status means
+for the message, and the UDH that concatenates parts (kaskad.domain.sms makes the parts)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+ESME_ROK = 0x00
+ESME_RMSGQFUL = 0x14
+ESME_RTHROTTLED = 0x58
+# Statuses after which the same message can never succeed on any bind: the number, the
+# sender, the text or the account is wrong.
+PERMANENT = frozenset({
+    0x01,  # ESME_RINVMSGLEN
+    0x02,  # ESME_RINVCMDLEN
+    0x0A,  # ESME_RINVSRCADR
+    0x0B,  # ESME_RINVDSTADR
+    0x0C,  # ESME_RINVMSGID
+    0x33,  # ESME_RINVNUMDESTS
+    0x43,  # ESME_RINVESMCLASS
+    0x48,  # ESME_RINVSRCTON
+    0x49,  # ESME_RINVSRCNPI
+    0x50,  # ESME_RINVDSTTON
+    0x51,  # ESME_RINVDSTNPI
+    0x61,  # ESME_RINVSCHED
+    0x62,  # ESME_RINVEXPIRY
+    0x65,  # ESME_RX_P_APPN: permanent application error
+    0x66,  # ESME_RX_R_APPN: rejected by the application
+})
+THROTTLED = frozenset({ESME_RTHROTTLED, ESME_RMSGQFUL})
+UDHI = 0x40  # esm_class: the short_message starts with a user data header
+
+
+class SubmitVerdict(StrEnum):
+    ACCEPTED = "accepted"
+    THROTTLED = "throttled"  # slow down and submit the same part again; not a failure
+    PERMANENT = "permanent"
+    TEMPORARY = "temporary"  # another try (or another bind / route) may work
+
+
+def classify_status(status: int) -> SubmitVerdict:
+    if status == ESME_ROK:
+        return SubmitVerdict.ACCEPTED
+    if status in THROTTLED:
+        return SubmitVerdict.THROTTLED
+    if status in PERMANENT:
+        return SubmitVerdict.PERMANENT
+    return SubmitVerdict.TEMPORARY  # system errors, submit failures and unknown codes
+
+
+def udh(reference: int, total: int, sequence: int) -> bytes:
+    """The 6-octet concatenation header (IEI 0x00, 8-bit reference)."""
+    if not (1 <= sequence <= total <= 255 and 0 <= reference <= 255):
+        raise ValueError("bad concatenation parameters")
+    return bytes((0x05, 0x00, 0x03, reference, total, sequence))
+
+
+def status_name(status: int) -> str:
+    names = {0x00: "ESME_ROK", 0x01: "ESME_RINVMSGLEN", 0x08: "ESME_RSYSERR",
+             0x0A: "ESME_RINVSRCADR", 0x0B: "ESME_RINVDSTADR", 0x14: "ESME_RMSGQFUL",
+             0x45: "ESME_RSUBMITFAIL", 0x58: "ESME_RTHROTTLED", 0x64: "ESME_RX_T_APPN",
+             0x65: "ESME_RX_P_APPN", 0x66: "ESME_RX_R_APPN"}
+    return names.get(status, f"0x{status:08X}")

@@ -1,0 +1,209 @@
+"""SMS over real SMPP: our aiosmpplib connector against the smpp34-based SMSC simulator over
+loopback, inside the cascade, on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from kaskad.bootstrap import Gateway
+from kaskad.channels.sms.channel import SmsChannel
+from kaskad.channels.sms.connector import Part, SmppConnector
+from kaskad.config import ConnectorSettings
+from kaskad.domain.cascade import State
+from kaskad.domain.channels import ChannelName
+from kaskad.domain.smpp import SubmitVerdict, udh
+from kaskad.domain.sms import segment
+from kaskad.services.admin import Admin
+from kaskad.services.send_code import SendCodeInput
+from kaskad.simulators.smsc import SmscRule, SmscSimulator
+from kaskad.simulators.world import World
+from kaskad.storage.schema import attempts
+
+SMS_DELIVERS = "79001234564"  # no Telegram, SMS delivers (sandbox world)
+SMS_FAILS = "79001234565"  # no Telegram, SMS not delivered, voice not answered
+SMS_REFUSED = "79001234568"  # no Telegram, SMSC refuses the number, voice answers
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def smsc() -> AsyncIterator[SmscSimulator]:
+    sim = SmscSimulator(system_id="kaskad", password="secret", world=World(),
+                        receipt_delay_s=0.02, slow_delay_s=0.2)
+    await sim.start()
+    yield sim
+    await sim.stop()
+
+
+def _connector(sim: SmscSimulator, **extra: Any) -> dict[str, Any]:
+    return {"name": extra.pop("name", "sim"), "host": "127.0.0.1",
+            "port": extra.pop("port", sim.port),
+            "system_id": "kaskad", "password": "secret", **extra}
+
+
+async def _gateway(make_gateway: Any, *connectors: dict[str, Any]) -> tuple[Gateway, str]:
+    gw: Gateway = await make_gateway(sms_mode="smpp",
+                                     smpp={"connectors": list(connectors), "sender": "Kaskad"})
+    sms = gw.engine.channels[ChannelName.SMS]
+    assert isinstance(sms, SmsChannel)
+    for c in sms.connectors:
+        if c.name != "down":  # the failover test's dead SMSC
+            assert await c.wait_bound(10)
+    admin = Admin(gw.db, test_balance_kop=5000, default_directions=["RU"])
+    await admin.ensure_demo_tariffs()
+    return gw, (await admin.create_account("acme")).api_key
+
+
+async def _send(gw: Gateway, key: str, number: str, resending: str = "sms") -> str:
+    v = await gw.send_code(SendCodeInput(api_key=key, number=number, resending=resending,
+                                         code_length=None, code=None, callback_url=None))
+    return v.request_id
+
+
+async def _final(gw: Gateway, request_id: str) -> Any:
+    v = await gw.await_state(request_id, lambda v: v.final, 15.0)
+    assert v is not None and v.final, v
+    return v
+
+
+async def _attempts(gw: Gateway, request_id: str) -> list[Any]:
+    async with gw.db.read() as conn:
+        return list(await conn.execute(select(attempts).where(
+            attempts.c.request_id == request_id).order_by(attempts.c.id)))
+
+
+async def test_code_goes_over_smpp_and_its_receipt_delivers_it(
+        make_gateway: Any, smsc: SmscSimulator) -> None:
+    gw, key = await _gateway(make_gateway, _connector(smsc))
+    rid = await _send(gw, key, SMS_DELIVERS)
+    v = await _final(gw, rid)
+    assert v.state is State.SMS and v.delivered_by == "sms" and v.charged == 350
+    [part] = smsc.submits
+    assert part.destination_addr == SMS_DELIVERS and part.source_addr == "Kaskad"
+    assert part.data_coding == 8 and part.text == f"Ваш код: {v.code}"
+    sms = [a for a in await _attempts(gw, rid) if a.channel == "sms"]
+    assert sms[0].provider_ref == f"sim:{part.message_id}"
+
+
+async def test_undelivered_receipt_moves_the_cascade_on(make_gateway: Any,
+                                                        smsc: SmscSimulator) -> None:
+    gw, key = await _gateway(make_gateway, _connector(smsc))
+    v = await _final(gw, await _send(gw, key, SMS_FAILS, resending="voice"))
+    assert v.state is State.NOT_DELIVERED and v.charged == 0
+
+
+async def test_refused_number_is_permanent_and_falls_back(make_gateway: Any,
+                                                          smsc: SmscSimulator) -> None:
+    gw, key = await _gateway(make_gateway, _connector(smsc))
+    rid = await _send(gw, key, SMS_REFUSED, resending="sms")
+    v = await _final(gw, rid)
+    assert v.state is State.NOT_DELIVERED
+    sms = [a for a in await _attempts(gw, rid) if a.channel == "sms"]
+    assert [a.outcome for a in sms] == ["rejected_permanent"]
+    assert "ESME_RINVDSTADR" in sms[0].detail
+
+
+async def test_receipt_before_the_response_is_not_lost(make_gateway: Any,
+                                                       smsc: SmscSimulator) -> None:
+    smsc.set_rule(SMS_DELIVERS, SmscRule(receipt_before_resp=True))
+    gw, key = await _gateway(make_gateway, _connector(smsc))
+    v = await _final(gw, await _send(gw, key, SMS_DELIVERS))
+    assert v.state is State.SMS
+
+
+async def test_throttling_slows_down_instead_of_failing(make_gateway: Any,
+                                                        smsc: SmscSimulator) -> None:
+    smsc.throttle_every = 2
+    gw, key = await _gateway(make_gateway, _connector(smsc))
+    rids = [await _send(gw, key, f"7900123{i:03d}4") for i in range(6)]
+    states = [(await _final(gw, rid)).state for rid in rids]
+    assert states == [State.SMS] * 6
+    sms = gw.engine.channels[ChannelName.SMS]
+    assert isinstance(sms, SmsChannel) and sms.connectors[0].stats.throttled >= 2
+
+
+async def test_failover_to_the_next_connector_when_one_is_down(
+        make_gateway: Any, smsc: SmscSimulator) -> None:
+    down = _connector(smsc, name="down", port=_closed_port())
+    gw, key = await _gateway(make_gateway, down, _connector(smsc, name="backup"))
+    rid = await _send(gw, key, SMS_DELIVERS)
+    assert (await _final(gw, rid)).state is State.SMS
+    sms = [a for a in await _attempts(gw, rid) if a.channel == "sms"]
+    assert sms[-1].provider_ref.startswith("backup:")
+    health = (await gw.channel_status())["sms"]
+    assert health["connectors"] == {"down": False, "backup": True}
+
+
+# --------------------------------------------------------------------------- the connector
+
+
+@pytest.fixture
+async def connector(smsc: SmscSimulator) -> AsyncIterator[tuple[SmppConnector, list[Any]]]:
+    receipts: list[Any] = []
+    c = SmppConnector(ConnectorSettings(**_connector(smsc, window=2)),
+                      on_receipt=lambda name, r: receipts.append(r))
+    await c.start()
+    assert await c.wait_bound(10)
+    yield c, receipts
+    await c.stop()
+
+
+async def test_a_long_message_goes_in_udh_parts(smsc: SmscSimulator,
+                                                connector: tuple[SmppConnector, list[Any]]
+                                                ) -> None:
+    c, receipts = connector
+    text = "Съешь же ещё этих мягких французских булок, да выпей чаю. " * 3
+    seg = segment(text)
+    assert seg.count == 3
+    for i, payload in enumerate(seg.payloads(), start=1):
+        result = await c.submit(Part("Kaskad", SMS_DELIVERS, seg.encoding,
+                                     udh(7, seg.count, i) + payload, concatenated=True))
+        assert result.verdict is SubmitVerdict.ACCEPTED
+    [message] = smsc.messages()
+    assert [p.udh for p in message] == [(7, 3, 1), (7, 3, 2), (7, 3, 3)]
+    assert "".join(p.text for p in message) == text
+    await smsc.wait_for(lambda: len(receipts) == 3)
+
+
+async def test_the_window_caps_outstanding_submits(smsc: SmscSimulator,
+                                                   connector: tuple[SmppConnector, list[Any]]
+                                                   ) -> None:
+    c, _ = connector
+    seg = segment("Your code: 1234")
+    peak = 0
+
+    async def watch() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, len(c.binds[0].pending))
+            await asyncio.sleep(0)
+
+    watcher = asyncio.create_task(watch())
+    results = await asyncio.gather(*(c.submit(Part("Kaskad", f"7900555{i:03d}4", seg.encoding,
+                                                   seg.payloads()[0])) for i in range(20)))
+    watcher.cancel()
+    assert all(r.verdict is SubmitVerdict.ACCEPTED for r in results), \
+        [r for r in results if r.verdict is not SubmitVerdict.ACCEPTED]
+    assert 1 <= peak <= 2
+
+
+async def test_reconnects_after_the_smsc_drops_the_connection(
+        smsc: SmscSimulator, connector: tuple[SmppConnector, list[Any]]) -> None:
+    c, _ = connector
+    seg = segment("Your code: 1234")
+    part = Part("Kaskad", SMS_DELIVERS, seg.encoding, seg.payloads()[0])
+    assert (await c.submit(part)).verdict is SubmitVerdict.ACCEPTED
+    await smsc.drop_connections()
+    await smsc.wait_for(lambda: not c.up, timeout=10)
+    assert await c.wait_bound(15)
+    assert (await c.submit(part)).verdict is SubmitVerdict.ACCEPTED
