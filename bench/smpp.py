@@ -20,8 +20,8 @@ import time
 
 from kaskad.channels.sms.connector import Part, SmppConnector
 from kaskad.config import ConnectorSettings
-from kaskad.domain.sms import segment
 from kaskad.domain.smpp import SubmitVerdict
+from kaskad.domain.sms import segment
 
 
 def free_port() -> int:
@@ -46,7 +46,7 @@ async def run(binds: int, window: int, messages: int, port: int) -> dict[str, fl
     await c.start()
     if not await c.wait_bound(10):
         raise SystemExit("could not bind to the simulator")
-    while not all(b.bound for b in c.binds):
+    while not all(b.bound for b in c.binds):  # noqa: ASYNC110 (aiosmpplib has no event)
         await asyncio.sleep(0.01)
     seg = segment("Your code: 123456")
     payload = seg.payloads()[0]

@@ -16,8 +16,8 @@ import pytest
 from kaskad.channels.sms.connector import Part, SmppConnector
 from kaskad.config import ConnectorSettings
 from kaskad.domain.dlr import MessageState, Receipt
-from kaskad.domain.sms import Encoding, segment
 from kaskad.domain.smpp import SubmitVerdict, udh
+from kaskad.domain.sms import Encoding, segment
 
 PEERS = Path(__file__).resolve().parent.parent / "peers"
 
