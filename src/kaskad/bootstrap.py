@@ -11,13 +11,14 @@ import structlog
 from kaskad.channels.base import Channel, ReportSink
 from kaskad.channels.sandbox import sandbox_channels
 from kaskad.channels.sms.channel import SmsChannel
-from kaskad.channels.sms.connector import SmppConnector
+from kaskad.channels.sms.connector import MobileOriginated, SmppConnector
 from kaskad.channels.telegram.channel import TelegramChannel, TelegramOptions
 from kaskad.channels.telegram.client import TelegramGatewayClient
 from kaskad.config import ConnectorSettings, Settings
 from kaskad.domain.callbacks import final_callback_body, new_event_id
 from kaskad.domain.channels import ChannelName
 from kaskad.domain.clock import Clock, system_clock, to_ms
+from kaskad.domain.sms import decode_payload
 from kaskad.engine.bus import Predicate, StateBus
 from kaskad.engine.callbacks import CallbackSender
 from kaskad.engine.scheduler import Engine
@@ -31,6 +32,7 @@ from kaskad.storage.accounts import get_settings
 from kaskad.storage.batch import WriteBatcher
 from kaskad.storage.channel_health import ChannelHealthStore
 from kaskad.storage.db import Database
+from kaskad.storage.mo import NewMo, StoreMo
 from kaskad.storage.outbox import ClaimOutbox, FinishOutbox
 from kaskad.storage.verifications import (
     ApplyReports,
@@ -49,6 +51,11 @@ TELEGRAM_WEBHOOK_PATH = "/webhooks/telegram"
 SIMULATOR_PATH = "/sandbox/telegram"  # where `serve` mounts the built-in Telegram simulator
 
 
+def _log_failed_mo(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("a mobile-originated message was not stored", error=repr(future.exception()))
+
+
 class Gateway:
     """Every long-lived part of a running kaskad, wired together."""
 
@@ -64,6 +71,7 @@ class Gateway:
             self.db, settings.timeouts, (settings.max_temporary_retries, settings.retry_backoff_s),
             self._callback_for, settings.node_id, settings.lease_s)
         self.create_op = CreateVerifications(self.db)
+        self.store_mo_op = StoreMo(self.db)
         self.record_op = RecordOutcomes(self.transitions)
         self.reports_op = ApplyReports(self.transitions)
         self.engine = Engine(
@@ -118,7 +126,7 @@ class Gateway:
 
     def _sms(self, sink: ReportSink, world: World, mode: str) -> SmsChannel:
         smpp = self.settings.smpp
-        channel = SmsChannel([], sink, sender=smpp.sender)
+        channel = SmsChannel([], sink, sender=smpp.sender, mo_sink=self._store_mo)
         if mode == "simulator":  # connected in start(), once the simulator has its port
             from kaskad.simulators.smsc import SmscSimulator
 
@@ -127,9 +135,17 @@ class Gateway:
                                           receipt_delay_s=sb.report_delay_s,
                                           slow_delay_s=sb.slow_delay_s)
         else:
-            channel.connectors = [SmppConnector(c, on_receipt=channel.on_receipt)
+            channel.connectors = [SmppConnector(c, on_receipt=channel.on_receipt,
+                                                on_mo=channel.on_mo)
                                   for c in smpp.connectors]
         return channel
+
+    def _store_mo(self, connector: str, mo: MobileOriginated) -> None:
+        future = self.batcher.enqueue(self.store_mo_op, NewMo(
+            connector, mo.source, mo.destination, decode_payload(mo.short_message,
+                                                                 mo.data_coding),
+            mo.data_coding, to_ms(self.clock())))
+        future.add_done_callback(_log_failed_mo)
 
     async def _start_smsc_simulator(self) -> None:
         """The built-in SMSC on a loopback port, and one connector to it (the demo's)."""
@@ -140,7 +156,7 @@ class Gateway:
         self.smsc_port = port
         settings = ConnectorSettings(name="sandbox", host="127.0.0.1", port=port,
                                      system_id="kaskad", password="sandbox")
-        sms.connectors = [SmppConnector(settings, on_receipt=sms.on_receipt)]
+        sms.connectors = [SmppConnector(settings, on_receipt=sms.on_receipt, on_mo=sms.on_mo)]
 
     def _telegram(self, sink: ReportSink, world: World, mode: str) -> TelegramChannel:
         s = self.settings

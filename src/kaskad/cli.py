@@ -32,6 +32,8 @@ spam_app = typer.Typer(help="The spam list (global or per account).", no_args_is
 tariffs_app = typer.Typer(help="Prices per plan, channel and direction.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(spam_app, name="spam")
+sms_app = typer.Typer(help="SMS over SMPP: what subscribers sent us.", no_args_is_help=True)
+app.add_typer(sms_app, name="sms")
 numbering_app = typer.Typer(help="Russia's numbering plan (the DEF/ABC registry): operators.",
                             no_args_is_help=True)
 app.add_typer(numbering_app, name="numbering")
@@ -331,6 +333,16 @@ def margins(usd_rub: str = typer.Option(None, help="RUB per USD, to show the mar
             cost_kop = int(Decimal(row.provider_micros.get("USD", 0)) * rate / 10**4)
             line += f"\tmargin {format_rub(row.revenue_kop - cost_kop)} RUB"
         typer.echo(line)
+
+
+@sms_app.command("mo")
+def sms_mo(limit: int = typer.Option(50, min=1, max=10_000)) -> None:
+    """The latest mobile-originated messages (newest first)."""
+    from datetime import UTC, datetime
+
+    for m in _run_admin(lambda a: a.recent_mo(limit)):
+        when = datetime.fromtimestamp(m.received_at / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        typer.echo(f"{when}\t{m.connector}\t{m.source} -> {m.destination}\t{m.text}")
 
 
 @numbering_app.command("import")

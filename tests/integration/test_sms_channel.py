@@ -23,6 +23,7 @@ from kaskad.services.admin import Admin
 from kaskad.services.send_code import SendCodeInput
 from kaskad.simulators.smsc import SmscRule, SmscSimulator
 from kaskad.simulators.world import World
+from kaskad.storage.mo import recent_mo
 from kaskad.storage.schema import attempts
 
 SMS_DELIVERS = "79001234564"  # no Telegram, SMS delivers (sandbox world)
@@ -203,7 +204,26 @@ async def test_reconnects_after_the_smsc_drops_the_connection(
     seg = segment("Your code: 1234")
     part = Part("Kaskad", SMS_DELIVERS, seg.encoding, seg.payloads()[0])
     assert (await c.submit(part)).verdict is SubmitVerdict.ACCEPTED
+    before = set(smsc.sessions)
     await smsc.drop_connections()
-    await smsc.wait_for(lambda: not c.up, timeout=10)
+    # aiosmpplib may rebind faster than anyone can see it down: wait for a new session
+    await smsc.wait_for(lambda: bool(set(smsc.sessions) - before), timeout=15)
     assert await c.wait_bound(15)
     assert (await c.submit(part)).verdict is SubmitVerdict.ACCEPTED
+
+
+async def test_mobile_originated_messages_are_stored(make_gateway: Any,
+                                                     smsc: SmscSimulator) -> None:
+    gw, _ = await _gateway(make_gateway, _connector(smsc))
+    await smsc.send_mo("79161234567", "Kaskad", "СТОП")
+    await smsc.send_mo("79161234568", "Kaskad", "stop please")
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        async with gw.db.read() as conn:
+            stored = await recent_mo(conn)
+        if len(stored) == 2:
+            break
+        assert asyncio.get_running_loop().time() < deadline, stored
+        await asyncio.sleep(0.02)
+    assert {(m.source, m.text, m.connector) for m in stored} == {
+        ("79161234567", "СТОП", "sim"), ("79161234568", "stop please", "sim")}

@@ -86,3 +86,13 @@ def segment(text: str) -> Segmented:
 def count_parts(text: str) -> int:
     """n_raw_sms: what the message costs in parts."""
     return segment(text).count
+
+
+def decode_payload(data: bytes, data_coding: int) -> str:
+    """A received short_message's text (MO messages, receipts' texts); undecodable bytes become
+    U+FFFD rather than failing: what the phone sent is kept as well as it can be read."""
+    if data_coding == 0x00:
+        return data.decode(GSM_CODEC, errors="replace")
+    if data_coding == 0x08:
+        return data.decode("utf-16-be", errors="replace")
+    return data.decode("latin-1")

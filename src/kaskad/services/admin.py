@@ -11,6 +11,7 @@ from kaskad.domain.numbers import parse_number
 from kaskad.storage import accounts as repo
 from kaskad.storage.costs import MarginRow, margins
 from kaskad.storage.db import Database
+from kaskad.storage.mo import NewMo, recent_mo
 from kaskad.storage.numbering import load_plan, replace_plan
 
 DEMO_TARIFFS = {  # kopecks, Russia: Telegram is well under half the price of an SMS (seed 000)
@@ -150,3 +151,7 @@ class Admin:
         digits = parse_number(number).digits
         async with self.db.read() as conn:
             return (await load_plan(conn)).lookup(digits)
+
+    async def recent_mo(self, limit: int = 50) -> list[NewMo]:
+        async with self.db.read() as conn:
+            return await recent_mo(conn, limit)

@@ -52,6 +52,7 @@ from kaskad.domain.dlr import (
     MessageState,
     format_receipt,
 )
+from kaskad.domain.sms import decode_payload
 from kaskad.simulators.world import Sms, World
 
 __all__ = ["SentMo", "SmscRule", "SmscSimulator", "SubmittedPart", "bind_refusal", "decode_text",
@@ -206,11 +207,7 @@ def parse_udh(body: bytes) -> tuple[tuple[int, int, int] | None, bytes]:
 
 def decode_text(data: bytes, data_coding: int) -> str:
     """A part's text; undecodable bytes become U+FFFD instead of failing the submit."""
-    if data_coding == 0x00:
-        return data.decode(GSM_CODEC, errors="replace")
-    if data_coding == 0x08:
-        return data.decode("utf-16-be", errors="replace")
-    return data.decode("latin-1")
+    return decode_payload(data, data_coding)
 
 
 def encode_text(text: str) -> tuple[int, bytes]:

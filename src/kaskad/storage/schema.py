@@ -209,3 +209,15 @@ numbering_ranges = Table(
     Column("region", Text, nullable=False),
     Column("inn", String(12), nullable=False),
 )
+
+# Mobile-originated messages that SMSCs delivered to us (replies, STOP words).
+mo_messages = Table(
+    "mo_messages", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("connector", String(40), nullable=False),
+    Column("source", String(21), nullable=False),
+    Column("destination", String(21), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("data_coding", Integer, nullable=False),
+    Column("received_at", BigInteger, nullable=False, index=True),
+)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from kaskad.channels.base import Delivery, ReportSink, SendResult
-from kaskad.channels.sms.connector import Part, SmppConnector, SubmitResult
+from kaskad.channels.sms.connector import MobileOriginated, Part, SmppConnector, SubmitResult
 from kaskad.domain.channels import ChannelName, Outcome
 from kaskad.domain.dlr import Receipt
 from kaskad.domain.smpp import SubmitVerdict, udh
@@ -37,10 +37,11 @@ class SmsChannel:
     name = ChannelName.SMS
 
     def __init__(self, connectors: Sequence[SmppConnector], sink: ReportSink, *,
-                 sender: str, route: Callable[[str], Sequence[SmppConnector]] | None = None
-                 ) -> None:
+                 sender: str, route: Callable[[str], Sequence[SmppConnector]] | None = None,
+                 mo_sink: Callable[[str, MobileOriginated], None] | None = None) -> None:
         self.connectors = list(connectors)
         self.sink = sink
+        self.mo_sink = mo_sink
         self.sender = sender
         self.route = route or (lambda _number: self.connectors)
         self._refs = 0
@@ -87,6 +88,11 @@ class SmsChannel:
         task = asyncio.create_task(self.sink.report(self.name, ref, outcome, detail))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def on_mo(self, connector: str, mo: MobileOriginated) -> None:
+        """A subscriber's message to us, from a connector's receive loop (must not block)."""
+        if self.mo_sink is not None:
+            self.mo_sink(connector, mo)
 
     async def start(self) -> None:
         for connector in self.connectors:
