@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
+from sqlalchemy import func, select
 
 from kaskad.channels.base import Channel, ReportSink
 from kaskad.channels.sandbox import sandbox_channels
@@ -18,6 +19,7 @@ from kaskad.config import ConnectorSettings, Settings
 from kaskad.domain.callbacks import final_callback_body, new_event_id
 from kaskad.domain.channels import ChannelName
 from kaskad.domain.clock import Clock, system_clock, to_ms
+from kaskad.domain.numbering import NumberingPlan, detailed_direction
 from kaskad.domain.sms import decode_payload
 from kaskad.engine.bus import Predicate, StateBus
 from kaskad.engine.callbacks import CallbackSender
@@ -33,7 +35,9 @@ from kaskad.storage.batch import WriteBatcher
 from kaskad.storage.channel_health import ChannelHealthStore
 from kaskad.storage.db import Database
 from kaskad.storage.mo import NewMo, StoreMo
+from kaskad.storage.numbering import load_plan
 from kaskad.storage.outbox import ClaimOutbox, FinishOutbox
+from kaskad.storage.schema import numbering_ranges
 from kaskad.storage.verifications import (
     ApplyReports,
     ClaimDue,
@@ -86,15 +90,20 @@ class Gateway:
         self.telegram_sim: TelegramGatewaySim | None = None
         self.smsc_sim: Any = None  # kaskad.simulators.smsc.SmscSimulator in "simulator" mode
         self.smsc_port: int | None = None
+        self._numbering_task: asyncio.Task[None] | None = None
         self._senders: dict[int, tuple[float, str | None]] = {}
         factory = channels or self._sandbox
         self.channels = list(factory(self.reports))
         self.engine.channels = {c.name: c for c in self.channels}
         self.auth = Authenticator(self.db, clock, settings.auth_cache_ttl_s)
+        self.numbering = NumberingPlan([])  # loaded in start(), refreshed by reload_numbering()
+        self._numbering_size = -1
         self.send_code = SendCode(
             auth=self.auth, batcher=self.batcher, create_op=self.create_op, engine=self.engine,
             bus=self.bus, clock=clock, node_id=settings.node_id, lease_s=settings.lease_s,
-            wait_s=settings.send_wait_s)
+            wait_s=settings.send_wait_s,
+            direction_of=lambda digits, country: detailed_direction(country, digits,
+                                                                    self.numbering))
         self.callbacks = CallbackSender(
             batcher=self.batcher, claim_op=ClaimOutbox(self.db), finish_op=FinishOutbox(self.db),
             clock=clock, timeout_s=settings.callback_timeout_s,
@@ -231,7 +240,28 @@ class Gateway:
         if v.final and v.callback_url:
             self.callbacks.wake()
 
+    async def reload_numbering(self) -> int:
+        """Load the numbering plan if the stored one changed (an import by `kaskad numbering
+        import` in another process); returns its size."""
+        async with self.db.read() as conn:
+            size = (await conn.execute(select(func.count()).select_from(numbering_ranges))
+                    ).scalar_one()
+            if size != self._numbering_size:
+                self.numbering = await load_plan(conn)
+                self._numbering_size = int(size)
+        return self._numbering_size
+
+    async def _refresh_numbering(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.numbering_refresh_s)
+            try:
+                await self.reload_numbering()
+            except Exception as exc:  # the old plan stays in use
+                log.warning("numbering plan refresh failed", error=repr(exc))
+
     async def start(self, *, engine: bool = True, callbacks: bool = True) -> None:
+        await self.reload_numbering()
+        self._numbering_task = asyncio.create_task(self._refresh_numbering())
         self.batcher.start()
         await self._start_smsc_simulator()
         for channel in self.channels:
@@ -244,6 +274,10 @@ class Gateway:
         self.started = True
 
     async def stop(self) -> None:
+        if self._numbering_task is not None:
+            self._numbering_task.cancel()
+            await asyncio.gather(self._numbering_task, return_exceptions=True)
+            self._numbering_task = None
         await self.callbacks.stop()
         await self.engine.stop()
         for channel in self.channels:

@@ -53,6 +53,9 @@ class ConnectorSettings(BaseModel):
     submit_timeout_s: float = 10.0
     max_throttle_wait_s: float = 60.0
     enquire_link_s: float = 30.0
+    # Directions this connector carries ("*", "RU", "RU:mts"...); connectors are tried in the
+    # order they are declared, among those whose routes cover the number's direction.
+    routes: list[str] = Field(default_factory=lambda: ["*"])
 
 
 class SmppSettings(BaseModel):
@@ -127,6 +130,7 @@ class Settings(BaseSettings):
     # SMS over SMPP. "auto": the declared connectors, else (serve/demo) the built-in SMSC
     # simulator over loopback SMPP; "inprocess": the sandbox without SMPP (engine tests, bench).
     sms_mode: Literal["auto", "smpp", "simulator", "inprocess"] = "auto"
+    numbering_refresh_s: float = 60.0  # how often a changed numbering plan is picked up
     smpp: SmppSettings = Field(default_factory=SmppSettings)
 
     @classmethod

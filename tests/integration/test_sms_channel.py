@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from importlib.resources import files
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from kaskad.simulators.world import World
 from kaskad.storage.mo import recent_mo
 from kaskad.storage.schema import attempts
 
+SAMPLE_REGISTRY = files("kaskad").joinpath("data/numbering_sample.csv").read_text("utf-8")
 SMS_DELIVERS = "79001234564"  # no Telegram, SMS delivers (sandbox world)
 SMS_FAILS = "79001234565"  # no Telegram, SMS not delivered, voice not answered
 SMS_REFUSED = "79001234568"  # no Telegram, SMSC refuses the number, voice answers
@@ -227,3 +229,20 @@ async def test_mobile_originated_messages_are_stored(make_gateway: Any,
         await asyncio.sleep(0.02)
     assert {(m.source, m.text, m.connector) for m in stored} == {
         ("79161234567", "СТОП", "sim"), ("79161234568", "stop please", "sim")}
+
+
+async def test_routes_and_tariffs_by_operator(make_gateway: Any, smsc: SmscSimulator) -> None:
+    gw, key = await _gateway(make_gateway, _connector(smsc, name="mega", routes=["RU:megafon"]),
+                             _connector(smsc, name="mts", routes=["RU:mts"]))
+    admin = Admin(gw.db, test_balance_kop=0, default_directions=["RU"])
+    await admin.import_numbering(SAMPLE_REGISTRY)
+    await admin.set_tariff("default", "sms", "RU:mts", 290)
+    assert await gw.reload_numbering() == 10
+    mts = await _final(gw, await _send(gw, key, "79161234564"))
+    mega = await _final(gw, await _send(gw, key, "79261234564"))
+    assert (mts.direction, mts.state, mts.charged) == ("RU:mts", State.SMS, 290)
+    assert (mega.direction, mega.state, mega.charged) == ("RU:megafon", State.SMS, 350)
+    refs = {v.number: [a.provider_ref for a in await _attempts(gw, v.request_id)
+                       if a.channel == "sms"] for v in (mts, mega)}
+    assert refs["79161234564"][0].startswith("mts:")
+    assert refs["79261234564"][0].startswith("mega:")

@@ -70,3 +70,31 @@ def test_lookup_agrees_with_a_linear_scan(ranges: list[NumberRange], number: int
     plan = NumberingPlan(reversed(ranges))  # any order in, sorted inside
     expected = next((r for r in ranges if r.start <= number <= r.end), None)
     assert plan.lookup(str(number)) == expected
+
+
+def test_directions_from_the_plan_and_their_fallbacks() -> None:
+    from kaskad.domain.numbering import (
+        detailed_direction,
+        direction_candidates,
+        direction_matches,
+    )
+
+    plan = NumberingPlan(parse_registry(SAMPLE))
+    assert detailed_direction("RU", "79161234567", plan) == "RU:mts"
+    assert detailed_direction("RU", "79581234567", plan) == "RU"  # not in the plan
+    assert detailed_direction("KZ", "77011234567", plan) == "KZ"
+    assert direction_candidates("RU:mts") == ("RU:mts", "RU", "*")
+    assert direction_candidates("RU") == ("RU", "*")
+    assert direction_matches(["RU"], "RU:mts") and direction_matches(["*"], "KZ")
+    assert direction_matches(["RU:mts"], "RU:mts") and not direction_matches(["RU:mts"], "RU")
+    assert not direction_matches(["RU:megafon"], "RU:mts")
+
+
+def test_tariffs_prefer_the_operator_then_the_country() -> None:
+    from kaskad.storage.accounts import price_in
+
+    table = {("p", "sms", "RU:mts"): 290, ("p", "sms", "RU"): 350, ("p", "sms", "*"): 500}
+    assert price_in(table, "p", "sms", "RU:mts") == 290
+    assert price_in(table, "p", "sms", "RU:megafon") == 350
+    assert price_in(table, "p", "sms", "KZ") == 500
+    assert price_in(table, "p", "voice", "RU:mts") is None

@@ -26,6 +26,7 @@ class Delivery:
     number: str  # E.164 digits without "+"
     code: str
     lang: str = "ru"
+    direction: str = ""  # "RU", or "RU:mts" when the numbering plan knows the operator
 
 
 @dataclass(slots=True)

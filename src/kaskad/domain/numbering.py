@@ -102,3 +102,28 @@ class NumberingPlan:
             return None
         found = self.ranges[index]
         return found if found.start <= value <= found.end else None
+
+
+def detailed_direction(country: str, digits: str, plan: NumberingPlan | None) -> str:
+    """"RU:mts" when the plan knows a Russian number's operator, else the country alone."""
+    if country != "RU" or plan is None:
+        return country
+    found = plan.lookup(digits)
+    return f"RU:{found.operator}" if found is not None else country
+
+
+def direction_candidates(direction: str) -> tuple[str, ...]:
+    """Most specific first: "RU:mts" -> ("RU:mts", "RU", "*")."""
+    country, _, operator = direction.partition(":")
+    return (direction, country, "*") if operator else (direction, "*")
+
+
+def direction_matches(allowed: Iterable[str], direction: str) -> bool:
+    """Whether a list of directions ("*", "RU", "RU:mts") covers `direction`."""
+    return bool(set(direction_candidates(direction)) & set(allowed))
+
+
+def normalize_direction(direction: str) -> str:
+    """"ru:MTS" -> "RU:mts": countries are upper case, operator keys lower case."""
+    country, sep, operator = direction.strip().partition(":")
+    return country.upper() + (sep + operator.lower() if sep else "")

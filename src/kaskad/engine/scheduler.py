@@ -138,7 +138,8 @@ class Engine:
             return SendResult(Outcome.REJECTED_PERMANENT, None, f"channel {v.channel} not set up")
         delivery = Delivery(request_id=v.request_id,
                             attempt_key=f"{v.request_id}:{v.step_index}:{v.retries}",
-                            account_id=v.account_id, number=v.number, code=v.code)
+                            account_id=v.account_id, number=v.number, code=v.code,
+                            direction=v.direction)
         task = asyncio.current_task()
         assert task is not None
         self._sending[task] = self.clock() + self.send_timeout_s

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from kaskad.domain.account_settings import AccountSettings
 from kaskad.domain.clock import Clock, system_clock, to_ms
-from kaskad.domain.numbering import NumberRange, parse_registry
+from kaskad.domain.numbering import NumberRange, normalize_direction, parse_registry
 from kaskad.domain.numbers import parse_number
 from kaskad.storage import accounts as repo
 from kaskad.storage.costs import MarginRow, margins
@@ -89,7 +89,8 @@ class Admin:
     async def set_directions(self, ref: str, directions: list[str]) -> None:
         async with self.db.write() as conn:
             account = await repo.find_account(conn, ref)
-            await repo.set_directions(conn, account.id, [d.upper() for d in directions])
+            await repo.set_directions(conn, account.id,
+                                      [normalize_direction(d) for d in directions])
 
     async def set_plan(self, ref: str, plan: str) -> None:
         async with self.db.write() as conn:
@@ -115,7 +116,8 @@ class Admin:
 
     async def set_tariff(self, plan: str, channel: str, direction: str, price_kop: int) -> None:
         async with self.db.write() as conn:
-            await repo.set_tariff(conn, plan, channel, direction.upper(), price_kop)
+            await repo.set_tariff(conn, plan, channel, normalize_direction(direction),
+                                 price_kop)
 
     async def tariffs(self) -> list[tuple[str, str, str, int]]:
         async with self.db.read() as conn:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -69,7 +70,8 @@ def new_request_id(now_s: float | None = None) -> str:
 class SendCode:
     def __init__(self, *, auth: Authenticator, batcher: WriteBatcher,
                  create_op: CreateVerifications, engine: Engine, bus: StateBus, clock: Clock,
-                 node_id: str, lease_s: float, wait_s: float) -> None:
+                 node_id: str, lease_s: float, wait_s: float,
+                 direction_of: Callable[[str, str], str] | None = None) -> None:
         self.auth = auth
         self.batcher = batcher
         self.create_op = create_op
@@ -79,6 +81,8 @@ class SendCode:
         self.node_id = node_id
         self.lease_s = lease_s
         self.wait_s = wait_s
+        # (digits, country) -> the direction tariffs and routes use ("RU:mts" when known)
+        self.direction_of = direction_of or (lambda _digits, country: country)
 
     async def __call__(self, req: SendCodeInput) -> Verification:
         # Syntax first (unknown_request), then who is asking, then what they ask for.
@@ -91,7 +95,8 @@ class SendCode:
         now = self.clock()
         item = NewVerification(
             request_id=new_request_id(now), account_id=account_id, number=number.digits,
-            direction=number.direction, code=code, resending=resending,
+            direction=self.direction_of(number.digits, number.direction), code=code,
+            resending=resending,
             callback_url=callback_url, channels=CHANNELS_FOR[resending],
             now_ms=to_ms(now), lease_owner=self.node_id,
             lease_until_ms=to_ms(now + self.lease_s))

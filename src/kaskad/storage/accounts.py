@@ -20,6 +20,7 @@ from kaskad.domain.account_settings import (
 )
 from kaskad.domain.errors import BadRequest, NotEnoughMoney, NotFound
 from kaskad.domain.ledger import EntryKind
+from kaskad.domain.numbering import direction_candidates
 from kaskad.storage.schema import accounts, api_keys, ledger, spam_list, tariffs
 
 _KEY_ALPHABET = string.ascii_letters + string.digits
@@ -213,10 +214,12 @@ async def list_tariffs(conn: AsyncConnection) -> list[tuple[str, str, str, int]]
 
 def price_in(table: dict[tuple[str, str, str], int], plan: str, channel: str,
              direction: str) -> int | None:
-    """A plan's price for a channel and direction; "*" is the plan's catch-all direction."""
-    for key in ((plan, channel, direction), (plan, channel, "*")):
-        if key in table:
-            return table[key]
+    """A plan's price for a channel and direction, most specific first: the operator's
+    ("RU:mts"), the country's ("RU"), then the plan's catch-all ("*")."""
+    for candidate in direction_candidates(direction):
+        price = table.get((plan, channel, candidate))
+        if price is not None:
+            return price
     return None
 
 

@@ -38,6 +38,7 @@ from kaskad.domain.errors import (
     NumberNotPermitted,
 )
 from kaskad.domain.ledger import EntryKind, hold_for, settle
+from kaskad.domain.numbering import direction_matches
 from kaskad.storage.accounts import price_in, split_directions
 from kaskad.storage.batch import BatchConn, BatchOp
 from kaskad.storage.db import Database
@@ -255,7 +256,7 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
         if acct is None or acct["disabled"]:
             raise AccountDisabled()
         directions = acct["directions"]
-        if "*" not in directions and item.direction not in directions:
+        if not direction_matches(directions, item.direction):
             raise NumberNotPermitted(item.direction)
         if (None, item.number) in spam or (item.account_id, item.number) in spam:
             raise NumberInSpamList()

@@ -17,6 +17,7 @@ from kaskad.channels.base import Delivery, ReportSink, SendResult
 from kaskad.channels.sms.connector import MobileOriginated, Part, SmppConnector, SubmitResult
 from kaskad.domain.channels import ChannelName, Outcome
 from kaskad.domain.dlr import Receipt
+from kaskad.domain.numbering import direction_matches
 from kaskad.domain.smpp import SubmitVerdict, udh
 from kaskad.domain.sms import Segmented, segment
 
@@ -43,14 +44,19 @@ class SmsChannel:
         self.sink = sink
         self.mo_sink = mo_sink
         self.sender = sender
-        self.route = route or (lambda _number: self.connectors)
+        self.route = route or self._by_direction
         self._refs = 0
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def _by_direction(self, direction: str) -> list[SmppConnector]:
+        """Connectors whose routes cover the direction, in their declared (priority) order."""
+        return [c for c in self.connectors
+                if not direction or direction_matches(c.settings.routes, direction)]
 
     async def send(self, delivery: Delivery) -> SendResult:
         segmented = segment(code_text(delivery.code, delivery.lang))
         last = SubmitResult(SubmitVerdict.TEMPORARY, None, "no SMPP connector for this number")
-        for connector in self.route(delivery.number):
+        for connector in self.route(delivery.direction):
             last, first_id = await self._send_parts(connector, segmented, delivery.number)
             if last.verdict is SubmitVerdict.ACCEPTED and first_id is not None:
                 return SendResult(Outcome.ACCEPTED, provider_ref(connector.name, first_id),
