@@ -193,7 +193,7 @@ curl -s {base}/api/send/ -H 'Content-Type: application/json' -H 'Authorization: 
   -d '{{"number": "79001234564", "resending": "sms", "callback_url": "{base}/demo/callbacks"}}'
 
 Read its state:      curl -s '{base}/api/status/?request_id=<request_id>' -H 'Authorization: {key}'
-Check a typed code:  curl -s {base}/api/check/ -H 'Authorization: {key}' \
+Check a typed code:  curl -s {base}/api/check/ -H 'Authorization: {key}' \\
                        -d '{{"request_id": "<request_id>", "code": "<code>"}}'
 Callbacks received:  curl -s {base}/demo/callbacks
 Balance:             kaskad accounts show demo   (with KASKAD_DATA_DIR={data_dir})
