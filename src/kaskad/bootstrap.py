@@ -97,7 +97,7 @@ class Gateway:
         self.engine.channels = {c.name: c for c in self.channels}
         self.auth = Authenticator(self.db, clock, settings.auth_cache_ttl_s)
         self.numbering = NumberingPlan([])  # loaded in start(), refreshed by reload_numbering()
-        self._numbering_size = -1
+        self._numbering_stamp: tuple[int, int | None] = (-1, None)
         self.send_code = SendCode(
             auth=self.auth, batcher=self.batcher, create_op=self.create_op, engine=self.engine,
             bus=self.bus, clock=clock, node_id=settings.node_id, lease_s=settings.lease_s,
@@ -212,16 +212,17 @@ class Gateway:
         for channel in self.channels:
             health = await self.channel_health.get(channel.name.value)
             paused = health.paused_until_ms > now_ms
-            status[channel.name.value] = {
+            entry: dict[str, object] = {
                 "healthy": health.healthy and not paused, "paused": paused,
                 "detail": health.detail if (paused or not health.healthy) else ""}
             if isinstance(channel, SmsChannel):  # live bind status per SMPP connector
                 binds = {c.name: c.up for c in channel.connectors}
-                status[channel.name.value]["connectors"] = binds
+                entry["connectors"] = binds
                 if binds and not any(binds.values()):
-                    status[channel.name.value].update(healthy=False, detail="no SMSC bound")
+                    entry.update(healthy=False, detail="no SMSC bound")
+            status[channel.name.value] = entry
             self.metrics.channel_healthy.labels(channel.name.value).set(
-                1 if health.healthy and not paused else 0)
+                1 if entry["healthy"] else 0)
         if self.telegram is not None:
             for event, count in self.telegram.stats.items():
                 self.metrics.telegram.labels(event).set(count)
@@ -244,12 +245,12 @@ class Gateway:
         """Load the numbering plan if the stored one changed (an import by `kaskad numbering
         import` in another process); returns its size."""
         async with self.db.read() as conn:
-            size = (await conn.execute(select(func.count()).select_from(numbering_ranges))
-                    ).scalar_one()
-            if size != self._numbering_size:
+            size, stamp = (await conn.execute(select(
+                func.count(), func.max(numbering_ranges.c.imported_at)))).one()
+            if (size, stamp) != self._numbering_stamp:
                 self.numbering = await load_plan(conn)
-                self._numbering_size = int(size)
-        return self._numbering_size
+                self._numbering_stamp = (size, stamp)
+        return int(size)
 
     async def _refresh_numbering(self) -> None:
         while True:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib.resources import files
+from typing import Any
 
 import pytest
 
@@ -28,3 +29,15 @@ async def test_a_bad_file_leaves_the_old_plan(admin: Admin) -> None:
     with pytest.raises(BadRequest):
         await admin.import_numbering(SAMPLE + "916;1;2;2;X;R;T;1\n")  # overlaps 916
     assert (await admin.lookup_number("79161234567")).operator == "mts"  # type: ignore[union-attr]
+
+
+async def test_a_running_gateway_picks_up_a_changed_plan(make_gateway: Any) -> None:
+    gw = await make_gateway()
+    admin = Admin(gw.db, test_balance_kop=0, default_directions=["RU"])
+    await admin.import_numbering(SAMPLE)
+    assert await gw.reload_numbering() == 10
+    assert gw.numbering.lookup("79161234567").operator == "mts"  # type: ignore[union-attr]
+    # the same number of ranges, another operator: still noticed (each import is stamped)
+    await admin.import_numbering(SAMPLE.replace("7740000076", "7812014560"))
+    await gw.reload_numbering()
+    assert gw.numbering.lookup("79161234567").operator == "megafon"  # type: ignore[union-attr]

@@ -325,3 +325,28 @@ async def test_margins_report_revenue_against_provider_cost(stack: StackFactory)
     assert rows["telegram"].delivered == 1 and rows["telegram"].revenue_kop == 150
     assert rows["telegram"].provider_micros == {"USD": 10_000}
     assert ChannelName.TELEGRAM.value in rows
+
+
+async def test_a_report_that_failed_to_store_is_not_taken_for_a_duplicate() -> None:
+    from kaskad.channels.telegram.channel import TelegramChannel
+    from kaskad.channels.telegram.client import RequestStatus, TelegramGatewayClient
+
+    class FlakySink:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def report(self, *args: Any, **kwargs: Any) -> None:
+            self.calls += 1
+            if self.calls == 1:
+                raise ConnectionError("database unavailable")
+
+    sink = FlakySink()
+    client = TelegramGatewayClient(TOKEN)
+    channel = TelegramChannel(client, sink, health=None, clock=time.time)  # type: ignore[arg-type]
+    status = RequestStatus("r1", "+" + DELIVERS, 10_000, delivery_status="delivered",
+                           delivery_updated_at=1)
+    with pytest.raises(ConnectionError):
+        await channel.handle_report(status)  # the webhook answers 503; Telegram retries
+    assert await channel.handle_report(status) == "accepted"
+    assert await channel.handle_report(status) == "duplicate"
+    await client.close()

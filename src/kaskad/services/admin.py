@@ -147,7 +147,7 @@ class Admin:
         """Replace the numbering plan with a DEF/ABC registry file's ranges."""
         ranges = list(parse_registry(text))
         async with self.db.write() as conn:
-            return await replace_plan(conn, ranges)
+            return await replace_plan(conn, ranges, self._now())
 
     async def lookup_number(self, number: str) -> NumberRange | None:
         digits = parse_number(number).digits

@@ -13,12 +13,13 @@ from kaskad.storage.schema import numbering_ranges
 CHUNK = 5000
 
 
-async def replace_plan(conn: AsyncConnection, ranges: Iterable[NumberRange]) -> int:
+async def replace_plan(conn: AsyncConnection, ranges: Iterable[NumberRange],
+                       now_ms: int) -> int:
     """Swap the plan for `ranges` in the caller's transaction (readers see old or new)."""
     plan = NumberingPlan(ranges)  # refuses overlaps before anything is written
     await conn.execute(delete(numbering_ranges))
     rows = [dict(start=r.start, end=r.end, operator=r.operator, operator_name=r.operator_name,
-                 region=r.region, inn=r.inn) for r in plan.ranges]
+                 region=r.region, inn=r.inn, imported_at=now_ms) for r in plan.ranges]
     for i in range(0, len(rows), CHUNK):
         await conn.execute(insert(numbering_ranges), rows[i:i + CHUNK])
     return len(rows)

@@ -208,6 +208,8 @@ numbering_ranges = Table(
     Column("operator_name", Text, nullable=False),
     Column("region", Text, nullable=False),
     Column("inn", String(12), nullable=False),
+    Column("imported_at", BigInteger, nullable=False),  # one stamp per import: running
+    # gateways reload the plan when it changes
 )
 
 # Mobile-originated messages that SMSCs delivered to us (replies, STOP words).

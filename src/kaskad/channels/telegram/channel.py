@@ -127,12 +127,19 @@ class TelegramChannel:
                 payload=delivery.request_id, ttl=self.options.ttl_s)
         except (GatewayError, GatewayUnavailable) as exc:
             if not isinstance(exc, GatewayError) or exc.kind.kind is not ErrorKind.BAD_REQUEST:
-                self._prepaid[delivery.number] = (request_id, now + 600)  # paid: reuse it
+                self._remember_prepaid(delivery.number, request_id, now)
             raise
         self.stats["sent"] += 1
         await self._mark_healthy()
         return SendResult(Outcome.ACCEPTED, status.request_id,
                           status.delivery_status or "sent", _cost(status))
+
+    def _remember_prepaid(self, number: str, request_id: str, now: float) -> None:
+        """A paid check whose send failed: the retry reuses it (bounded, expiring)."""
+        if len(self._prepaid) >= 10_000:
+            self._prepaid = {n: v for n, v in self._prepaid.items() if v[1] > now}
+        if len(self._prepaid) < 10_000:
+            self._prepaid[number] = (request_id, now + 600)
 
     async def _blocked(self, now: float) -> SendResult | None:
         health = await self.health.get(self.name.value)
@@ -178,11 +185,17 @@ class TelegramChannel:
         if self._seen_reports.has(key, now):
             self.stats["duplicate_reports"] += 1
             return "duplicate"
-        self._seen_reports.add(key, now + 86400)
-        self.stats["reports"] += 1
+        self._seen_reports.add(key, now + 86400)  # at once: copies arrive concurrently
         outcome = outcome_of_status(status.delivery_status) or Outcome.ACCEPTED
-        await self.sink.report(self.name, status.request_id, outcome,
-                               status.delivery_status or "", _cost(status))
+        try:
+            await self.sink.report(self.name, status.request_id, outcome,
+                                   status.delivery_status or "", _cost(status))
+        except BaseException:
+            # Not stored: the webhook answers 503, and the gateway's retry must not be taken
+            # for a duplicate.
+            self._seen_reports.discard(key)
+            raise
+        self.stats["reports"] += 1
         return "accepted"
 
     async def reconcile(self, provider_ref: str) -> SendResult | None:

@@ -22,6 +22,7 @@ def upgrade() -> None:
         sa.Column('operator_name', sa.Text(), nullable=False),
         sa.Column('region', sa.Text(), nullable=False),
         sa.Column('inn', sa.String(length=12), nullable=False),
+        sa.Column('imported_at', sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint('start', name=op.f('pk_numbering_ranges')),
     )
 
