@@ -9,27 +9,39 @@ from typing import Any
 import structlog
 from sqlalchemy import func, select
 
-from kaskad.channels.base import Channel, ReportSink
+from kaskad.channels.base import Channel, Delivery, ReportSink
+from kaskad.channels.incoming_call import IncomingCallChannel
 from kaskad.channels.sandbox import sandbox_channels
 from kaskad.channels.sms.channel import SmsChannel
 from kaskad.channels.sms.connector import MobileOriginated, SmppConnector
 from kaskad.channels.telegram.channel import TelegramChannel, TelegramOptions
 from kaskad.channels.telegram.client import TelegramGatewayClient
 from kaskad.config import ConnectorSettings, Settings
-from kaskad.domain.callbacks import final_callback_body, new_event_id
+from kaskad.domain.callbacks import (
+    call_hook_url,
+    final_callback_body,
+    message_status_body,
+    new_event_id,
+)
+from kaskad.domain.cascade import State
 from kaskad.domain.channels import ChannelName
 from kaskad.domain.clock import Clock, system_clock, to_ms
 from kaskad.domain.numbering import NumberingPlan, detailed_direction
 from kaskad.domain.sms import decode_payload
+from kaskad.domain.ssms import state_text
 from kaskad.engine.bus import Predicate, StateBus
 from kaskad.engine.callbacks import CallbackSender
 from kaskad.engine.scheduler import Engine
 from kaskad.metrics import Metrics
+from kaskad.services.account_settings import SettingsCache
 from kaskad.services.auth import Authenticator
+from kaskad.services.messages import message_state
 from kaskad.services.reports import ReportHandler
 from kaskad.services.send_code import SendCode
+from kaskad.services.send_sms import SendSms
+from kaskad.services.wait_call import IncomingCalls, WaitCall
 from kaskad.simulators.telegram_gateway import TelegramGatewaySim
-from kaskad.simulators.world import World
+from kaskad.simulators.world import Voice, World
 from kaskad.storage.accounts import get_settings
 from kaskad.storage.batch import WriteBatcher
 from kaskad.storage.channel_health import ChannelHealthStore
@@ -92,6 +104,8 @@ class Gateway:
         self.smsc_port: int | None = None
         self._numbering_task: asyncio.Task[None] | None = None
         self._senders: dict[int, tuple[float, str | None]] = {}
+        self._dialing: set[asyncio.Task[str]] = set()
+        self.sandbox_calls = True  # incoming calls come from the sandbox (no SIP trunk yet)
         factory = channels or self._sandbox
         self.channels = list(factory(self.reports))
         self.engine.channels = {c.name: c for c in self.channels}
@@ -102,8 +116,18 @@ class Gateway:
             auth=self.auth, batcher=self.batcher, create_op=self.create_op, engine=self.engine,
             bus=self.bus, clock=clock, node_id=settings.node_id, lease_s=settings.lease_s,
             wait_s=settings.send_wait_s,
-            direction_of=lambda digits, country: detailed_direction(country, digits,
-                                                                    self.numbering))
+            direction_of=self._direction)
+        self.account_settings = SettingsCache(self.db, clock, settings.auth_cache_ttl_s)
+        self.send_sms = SendSms(
+            batcher=self.batcher, create_op=self.create_op, engine=self.engine, clock=clock,
+            node_id=settings.node_id, lease_s=settings.lease_s, direction_of=self._direction)
+        self.wait_call = WaitCall(
+            db=self.db, batcher=self.batcher, create_op=self.create_op, engine=self.engine,
+            clock=clock, node_id=settings.node_id, lease_s=settings.lease_s,
+            pool=lambda: self.settings.telephony.pool, direction_of=self._direction)
+        self.incoming_calls = IncomingCalls(
+            db=self.db, batcher=self.batcher, reports_op=self.reports_op,
+            after=self.reports.after, clock=clock, pool=lambda: self.settings.telephony.pool)
         self.callbacks = CallbackSender(
             batcher=self.batcher, claim_op=ClaimOutbox(self.db), finish_op=FinishOutbox(self.db),
             clock=clock, timeout_s=settings.callback_timeout_s,
@@ -116,6 +140,27 @@ class Gateway:
         self.bus.listen(self._on_change)
         self.started = False
 
+    def _direction(self, digits: str, country: str) -> str:
+        """The direction tariffs and routes use: "RU:mts" when the numbering plan knows it."""
+        return detailed_direction(country, digits, self.numbering)
+
+    def _sandbox_subscriber_calls(self, delivery: Delivery) -> None:
+        """The sandbox's subscriber does what wait_call asks (by the world's voice rule: a
+        phone that answers calls also calls back), so every flow runs without telephony."""
+        sb = self.settings.sandbox
+        rule = World(sb.rules).behaviour(delivery.number).voice
+        if rule is Voice.NO_ANSWER or not delivery.call_to:
+            return
+        delay = sb.slow_delay_s if rule is Voice.SLOW else sb.report_delay_s
+        caller, callee = delivery.number, delivery.call_to
+
+        def dial() -> None:
+            task = asyncio.create_task(self.incoming_calls.on_call(caller, callee))
+            self._dialing.add(task)
+            task.add_done_callback(self._dialing.discard)
+
+        asyncio.get_running_loop().call_later(delay, dial)
+
     def _sandbox(self, sink: ReportSink) -> Sequence[Channel]:
         """The default channels: Telegram per `telegram_mode`; SMS and voice in the sandbox
         until their adapters land."""
@@ -123,6 +168,7 @@ class Gateway:
         world = World(sb.rules)
         channels: list[Channel] = list(sandbox_channels(world, sink, sb.report_delay_s,
                                                         sb.slow_delay_s))
+        channels.append(IncomingCallChannel(on_wait=self._sandbox_subscriber_calls))
         mode = self.settings.effective_telegram_mode
         if mode != "inprocess":
             channels = [c for c in channels if c.name is not ChannelName.TELEGRAM]
@@ -229,8 +275,24 @@ class Gateway:
         return status
 
     def _callback_for(self, v: Verification) -> tuple[str, str, str] | None:
+        """The outbox entry for a final state: (url, body, event id); a wait_call's is a GET
+        (empty body), sent only when the call came."""
         if not v.callback_url or v.finished_at is None:
             return None
+        tz = self.settings.timezone
+        if v.kind == "call":
+            if v.state is not State.CALL or not v.call_to:
+                return None
+            return call_hook_url(v.callback_url, id_call=v.request_id, caller=v.number,
+                                 call_to=v.call_to, finished_ms=v.finished_at,
+                                 tz=tz), "", new_event_id()
+        if v.kind == "sms":
+            state = message_state(v)
+            body = message_status_body(
+                msg_id=v.msg_id, external_id=v.external_id, phone=v.number, state=state,
+                state_text=state_text(state), parts=v.parts, charged_kop=v.charged,
+                channel=v.delivered_by, finished_ms=v.finished_at, tz=tz)
+            return v.callback_url, body.decode(), new_event_id()
         body = final_callback_body(request_id=v.request_id, number=v.number, code=v.code,
                                    state=v.state.value, price_kop=v.charged,
                                    finished_ms=v.finished_at, tz=self.settings.timezone)
@@ -279,6 +341,9 @@ class Gateway:
             self._numbering_task.cancel()
             await asyncio.gather(self._numbering_task, return_exceptions=True)
             self._numbering_task = None
+        for task in list(self._dialing):
+            task.cancel()
+        await asyncio.gather(*self._dialing, return_exceptions=True)
         await self.callbacks.stop()
         await self.engine.stop()
         for channel in self.channels:

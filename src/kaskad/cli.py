@@ -249,6 +249,14 @@ def accounts_show(account: str) -> None:
     typer.echo(f"callback secret: {secret}")
 
 
+@accounts_app.command("password")
+def accounts_password(account: str, password: str = typer.Option(
+        ..., prompt=True, hide_input=True, confirmation_prompt=True)) -> None:
+    """Set the password the ssms API's email + password login (and the cabinet) use."""
+    _run_admin(lambda a: a.set_password(account, password))
+    typer.echo("password set")
+
+
 @accounts_app.command("key-create")
 def key_create(account: str, name: str = typer.Option("")) -> None:
     typer.echo(f"API key: {_run_admin(lambda a: a.new_key(account, name))}")

@@ -63,6 +63,14 @@ class SmppSettings(BaseModel):
     sender: str = Field(default="kaskad", max_length=11)  # default alphanumeric sender name
 
 
+class TelephonySettings(BaseModel):
+    """Our numbers and calls. `pool`: the DIDs subscribers call for wait_call (E.164 digits);
+    the sandbox's by default."""
+
+    pool: list[str] = Field(default_factory=lambda: [f"7495123000{i}" for i in range(1, 6)],
+                            min_length=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KASKAD_", env_nested_delimiter="__",
                                       extra="ignore")
@@ -132,6 +140,9 @@ class Settings(BaseSettings):
     sms_mode: Literal["auto", "smpp", "simulator", "inprocess"] = "auto"
     numbering_refresh_s: float = 60.0  # how often a changed numbering plan is picked up
     smpp: SmppSettings = Field(default_factory=SmppSettings)
+    telephony: TelephonySettings = Field(default_factory=TelephonySettings)
+    ssms_max_phones: int = 50  # numbers in one push_msg (more: error 629)
+    ssms_session_idle_s: float = 24 * 60  # method=login sessions end after this idle time
 
     @classmethod
     def settings_customise_sources(

@@ -33,12 +33,14 @@ FINAL_FOR = {
     ChannelName.SMS: State.SMS,
     ChannelName.VOICE: State.VOICE,
     ChannelName.FLASH_CALL: State.FLASH_CALL,
+    ChannelName.INCOMING_CALL: State.CALL,
 }
 IN_FLIGHT_FOR = {
     ChannelName.TELEGRAM: State.SENT,
     ChannelName.SMS: State.SEND_SMS,
     ChannelName.VOICE: State.SEND_VOICE,
     ChannelName.FLASH_CALL: State.SEND_FLASH_CALL,
+    ChannelName.INCOMING_CALL: State.WAIT_CALL,
 }
 FAILURE_WORD = {
     Outcome.REJECTED_PERMANENT: "rejected",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,7 +14,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from kaskad import __version__
-from kaskad.api import demo, ops, seed, webhooks
+from kaskad.api import demo, ops, sandbox, seed, webhooks
+from kaskad.api.compat import ssms
 from kaskad.api.errors import json_response, seed_error
 from kaskad.bootstrap import SIMULATOR_PATH, Gateway
 from kaskad.domain.errors import BadRequest
@@ -26,7 +28,8 @@ def create_app(gw: Gateway, *, demo_inbox: bool = False, manage_gateway: bool = 
     by `seed.FastPaths` in front of it. `.fastapi` is the FastAPI app (OpenAPI, routes)."""
     api = seed.SeedApi(gw)
     app = _fastapi_app(gw, api, demo_inbox=demo_inbox, manage_gateway=manage_gateway)
-    front = seed.FastPaths(app, api)
+    root = ssms.SsmsApi(gw)
+    front = seed.FastPaths(app, api, functools.partial(ssms.serve, root))
     front.fastapi = app  # type: ignore[attr-defined]
     return front
 
@@ -53,6 +56,8 @@ def _fastapi_app(gw: Gateway, api: seed.SeedApi, *, demo_inbox: bool,
         app.mount(SIMULATOR_PATH, gw.telegram_sim.app)
     if demo_inbox:
         app.include_router(demo.build_router())
+    if gw.sandbox_calls:  # the sandbox's subscribers can be asked to call a pool number
+        app.include_router(sandbox.build_router(gw))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:

@@ -32,6 +32,13 @@ def build_router(limit: int = 200) -> APIRouter:
         })
         return json_response({"ok": True})
 
+    @router.get("/demo/hook")
+    async def hook(request: Request) -> Response:
+        """wait_call's notification is a GET: its facts are in the query."""
+        received.append({"event_id": request.headers.get("x-kaskad-event-id"),
+                         "method": "GET", "query": dict(request.query_params)})
+        return json_response({"ok": True})
+
     @router.get("/demo/callbacks")
     async def show() -> Response:
         return json_response(list(received))

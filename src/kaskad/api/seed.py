@@ -227,14 +227,18 @@ class SeedApi:
 
 
 class FastPaths:
-    """Raw ASGI in front of the FastAPI app for the seed API's two paths."""
+    """Raw ASGI in front of the FastAPI app for the seed API's two paths and the root."""
 
-    def __init__(self, app: Any, api: SeedApi) -> None:
+    def __init__(self, app: Any, api: SeedApi, root: Any = None) -> None:
         self.app = app
         self.api = api
+        self.root = root  # the ssms-family API, which clients post to the server root
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope.get("path")
+        if self.root is not None and path in ("", "/") and scope["type"] == "http":
+            await self.root(scope, receive, send)
+            return
         if scope["type"] != "http" or path not in (SEND_PATH, STATUS_PATH):
             await self.app(scope, receive, send)
             return

@@ -27,6 +27,9 @@ class Delivery:
     code: str
     lang: str = "ru"
     direction: str = ""  # "RU", or "RU:mts" when the numbering plan knows the operator
+    text: str | None = None  # an SMS's own text (push_msg); None: the code's template
+    sender: str | None = None  # the account's approved sender name; None: the default
+    call_to: str | None = None  # an incoming-call wait's pool number
 
 
 @dataclass(slots=True)

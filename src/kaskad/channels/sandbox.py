@@ -115,7 +115,19 @@ class SandboxVoice(SandboxChannel):
         return SendResult(Outcome.DELIVERED, self._ref(), "answered, prompt played")
 
 
+class SandboxFlashCall(SandboxChannel):
+    name = ChannelName.FLASH_CALL
+
+    async def send(self, delivery: Delivery) -> SendResult:
+        """Rings (delivered: the caller id carries the code) unless the phone never rings."""
+        self.sent += 1
+        await asyncio.sleep(self.report_delay_s)
+        if self.world.behaviour(delivery.number).voice is Voice.NO_ANSWER:
+            return SendResult(Outcome.NOT_DELIVERED, self._ref(), "did not ring")
+        return SendResult(Outcome.DELIVERED, self._ref(), "rang, cancelled")
+
+
 def sandbox_channels(world: World, sink: ReportSink, report_delay_s: float,
                      slow_delay_s: float) -> list[SandboxChannel]:
     return [cls(world, sink, report_delay_s, slow_delay_s)
-            for cls in (SandboxTelegram, SandboxSms, SandboxVoice)]
+            for cls in (SandboxTelegram, SandboxSms, SandboxVoice, SandboxFlashCall)]

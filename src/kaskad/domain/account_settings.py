@@ -6,12 +6,15 @@ unknown keys are ignored on read, bad values are refused on write.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kaskad.domain.errors import BadRequest
+
+SENDER_PATTERN = r"^([A-Za-z0-9.\- _!&]{1,11}|[0-9]{1,15})$"
+URL_PATTERN = r"^https?://[^\s]+$"
 
 
 class AccountSettings(BaseModel):
@@ -25,6 +28,15 @@ class AccountSettings(BaseModel):
     sms_codes_to_telegram: bool = False
     code_length_min: int = Field(default=4, ge=4, le=8)
     code_length_max: int = Field(default=8, ge=4, le=8)
+    # Alphanumeric sender names the operator approved for this account, and the one used when
+    # a message names none (else the gateway's default, `[smpp] sender`).
+    senders: list[Annotated[str, Field(pattern=SENDER_PATTERN)]] = Field(
+        default_factory=list, max_length=50)
+    default_sender: str | None = Field(default=None, pattern=SENDER_PATTERN)
+    # Where message status reports go (push_msg; a message's own `dlr_url` wins), and where an
+    # incoming call that confirms a wait_call is announced (a GET; `hook_url` wins).
+    status_url: str | None = Field(default=None, pattern=URL_PATTERN, max_length=2048)
+    incoming_call_url: str | None = Field(default=None, pattern=URL_PATTERN, max_length=2048)
 
     @model_validator(mode="after")
     def _range(self) -> AccountSettings:
@@ -48,6 +60,8 @@ def updated(current: AccountSettings, changes: dict[str, Any]) -> AccountSetting
     for name, value in changes.items():
         if name not in AccountSettings.model_fields:
             raise BadRequest(f"unknown setting {name!r}")
+        if isinstance(value, str) and isinstance(data[name], list):  # "A,B" from a CLI or form
+            value = [v.strip() for v in value.split(",") if v.strip()]
         data[name] = None if value == "" else value
     try:
         return AccountSettings.model_validate(data)

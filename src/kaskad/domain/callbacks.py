@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
+from urllib.parse import urlencode
 
 import orjson
 
@@ -41,3 +42,30 @@ def verify(secret: str, timestamp: int, body: bytes, signature: str) -> bool:
     except UnicodeEncodeError:
         return False
     return hmac.compare_digest(sign(secret, timestamp, body).encode(), given)
+
+
+def message_status_body(*, msg_id: int | None, external_id: str | None, phone: str, state: int,
+                        state_text: str, parts: int, charged_kop: int, channel: str | None,
+                        finished_ms: int, tz: str) -> bytes:
+    """A push_msg message's final state, POSTed to the account's status URL (or dlr_url)."""
+    return orjson.dumps({
+        "id": msg_id,
+        "external_id": external_id,
+        "phone": phone,
+        "state": state,
+        "state_text": state_text,
+        "n_raw_sms": parts,
+        "credits": format_rub(charged_kop),
+        "channel": channel,
+        "last_update": seed_date(finished_ms, tz),
+    })
+
+
+def call_hook_url(url: str, *, id_call: str, caller: str, call_to: str, finished_ms: int,
+                  tz: str) -> str:
+    """wait_call's notification: a GET to the customer's URL with the call's facts appended
+    (spec/ssms-api.md: the parameter names are ours, documented in the README)."""
+    query = urlencode({"id_call": id_call, "phone": caller, "call_to_number": call_to,
+                       "waiting_call_from": caller, "status": "ok",
+                       "time": seed_date(finished_ms, tz)})
+    return f"{url}{'&' if '?' in url else '?'}{query}"

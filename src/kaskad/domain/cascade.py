@@ -28,27 +28,31 @@ class State(StrEnum):
     SEND_SMS = "send_sms"  # falling back: the code is on its way by SMS
     SEND_VOICE = "send_voice"  # falling back: the code is on its way by a voice call
     SEND_FLASH_CALL = "send_flash_call"
+    WAIT_CALL = "wait_call"  # waiting for the subscriber's incoming call (wait_call)
     DELIVERED = "delivered"  # final: delivered in Telegram
     SMS = "sms"  # final: delivered by SMS
     VOICE = "voice"  # final: delivered by a voice call
     FLASH_CALL = "flash_call"  # final: delivered by a flash call
+    CALL = "call"  # final: confirmed by the subscriber's incoming call
     NOT_DELIVERED = "not_delivered"  # final: every step failed
 
 
 FINAL_STATES = frozenset({State.DELIVERED, State.SMS, State.VOICE, State.FLASH_CALL,
-                          State.NOT_DELIVERED})
+                          State.CALL, State.NOT_DELIVERED})
 
 _FINAL_FOR = {
     ChannelName.TELEGRAM: State.DELIVERED,
     ChannelName.SMS: State.SMS,
     ChannelName.VOICE: State.VOICE,
     ChannelName.FLASH_CALL: State.FLASH_CALL,
+    ChannelName.INCOMING_CALL: State.CALL,
 }
 _IN_FLIGHT_FOR = {
     ChannelName.TELEGRAM: State.SENT,
     ChannelName.SMS: State.SEND_SMS,
     ChannelName.VOICE: State.SEND_VOICE,
     ChannelName.FLASH_CALL: State.SEND_FLASH_CALL,
+    ChannelName.INCOMING_CALL: State.WAIT_CALL,
 }
 _FAILURE_WORD = {
     Outcome.REJECTED_PERMANENT: "rejected",

@@ -61,6 +61,14 @@ _BY_STAT = {word: state for state, word in STAT_WORDS.items()}
 _BY_STAT.update({"DELIVERED": MessageState.DELIVERED, "UNDELIVERABLE": MessageState.UNDELIVERABLE,
                  "REJECTED": MessageState.REJECTED, "ACCEPTED": MessageState.ACCEPTED})
 
+
+
+def parse_stat(word: str) -> MessageState | None:
+    """A receipt's stat word (the first word of a stored report's detail), if it is one."""
+    head = word.split(" ", 1)[0].upper() if word else ""
+    return _BY_STAT.get(head)
+
+
 # The ssms-family state codes (spec/ssms-api.md §7) and their texts, Russian first.
 SSMS_SENT, SSMS_DELIVERED, SSMS_NOT_DELIVERED = 0, 1, 2
 SSMS_QUEUED, SSMS_ACCEPTED, SSMS_REJECTED, SSMS_EXPIRED = 4, 8, 16, 34

@@ -61,6 +61,15 @@ class NumberInSpamList(KaskadError):
     text_en = "The number is in the spam list"
 
 
+class NumberInGlobalSpamList(NumberInSpamList):
+    """The gateway operator's list, not the account's own (APIs that tell them apart)."""
+
+
+class NoTariff(NumberNotPermitted):
+    """The account's plan has no price for this channel and direction: we cannot bill it, so
+    we do not send it."""
+
+
 class NotEnoughMoney(KaskadError):
     code = "not_enough_money"
     text_ru = "Недостаточно средств"

@@ -139,7 +139,8 @@ class Engine:
         delivery = Delivery(request_id=v.request_id,
                             attempt_key=f"{v.request_id}:{v.step_index}:{v.retries}",
                             account_id=v.account_id, number=v.number, code=v.code,
-                            direction=v.direction)
+                            direction=v.direction, text=v.text, sender=v.sender,
+                            call_to=v.call_to)
         task = asyncio.current_task()
         assert task is not None
         self._sending[task] = self.clock() + self.send_timeout_s

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+
+from argon2 import PasswordHasher
 
 from kaskad.domain.account_settings import AccountSettings
 from kaskad.domain.clock import Clock, system_clock, to_ms
+from kaskad.domain.errors import BadRequest
 from kaskad.domain.numbering import NumberRange, normalize_direction, parse_registry
 from kaskad.domain.numbers import parse_number
 from kaskad.storage import accounts as repo
@@ -19,6 +23,7 @@ DEMO_TARIFFS = {  # kopecks, Russia: Telegram is well under half the price of an
     "sms": 350,
     "voice": 450,
     "flash_call": 100,
+    "incoming_call": 50,
 }
 
 
@@ -81,6 +86,17 @@ class Admin:
             await repo.topup(conn, account.id, amount_kop, note, self._now())
             return await repo.get_account(conn, account.id)
 
+    async def set_password(self, ref: str, password: str) -> None:
+        """For the ssms API's email + password mode (and the cabinet's login)."""
+        if len(password) < 8:
+            raise BadRequest("a password has at least 8 characters")
+        hashed = await asyncio.to_thread(PasswordHasher().hash, password)
+        async with self.db.write() as conn:
+            account = await repo.find_account(conn, ref)
+            if not account.email:
+                raise BadRequest("the account has no email to log in with")
+            await repo.set_password_hash(conn, account.id, hashed)
+
     async def set_disabled(self, ref: str, disabled: bool) -> None:
         async with self.db.write() as conn:
             account = await repo.find_account(conn, ref)
@@ -124,11 +140,13 @@ class Admin:
             return await repo.list_tariffs(conn)
 
     async def ensure_demo_tariffs(self, direction: str = "RU") -> None:
-        """Give the default plan prices if it has none, so a fresh gateway can bill."""
-        if any(plan == "default" for plan, *_ in await self.tariffs()):
-            return
+        """Give the default plan a price for every channel it has none for (in `direction`),
+        so the demo can bill every flow; prices already set are kept."""
+        have = {(channel, d) for plan, channel, d, _ in await self.tariffs()
+                if plan == "default"}
         for channel, price in DEMO_TARIFFS.items():
-            await self.set_tariff("default", channel, direction, price)
+            if (channel, direction) not in have:
+                await self.set_tariff("default", channel, direction, price)
 
     async def settings(self, ref: str, changes: dict[str, str] | None = None) -> AccountSettings:
         """An account's settings, after applying `changes` (a value of "" clears one)."""

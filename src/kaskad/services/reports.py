@@ -29,7 +29,7 @@ class ReportHandler:
 
     async def report(self, channel: ChannelName, provider_ref: str, outcome: Outcome,
                      detail: str = "", cost: ProviderCost | None = None) -> None:
-        self._after(await self.batcher.submit(self.op, Report(
+        self.after(await self.batcher.submit(self.op, Report(
             channel, provider_ref, outcome, to_ms(self.clock()), detail, cost)))
 
     def report_soon(self, channel: ChannelName, provider_ref: str, outcome: Outcome,
@@ -47,9 +47,9 @@ class ReportHandler:
         if exc is not None:
             log.error("a delivery report was not stored", error=repr(exc))
             return
-        self._after(future.result())
+        self.after(future.result())
 
-    def _after(self, applied: Applied) -> None:
+    def after(self, applied: Applied) -> None:
         if applied.changed and applied.verification is not None:
             self.bus.publish(applied.verification)
         follow = applied.run_now

@@ -237,3 +237,32 @@ async def change_settings(conn: AsyncConnection, account_id: int,
     await conn.execute(update(accounts).where(accounts.c.id == account_id)
                        .values(settings=dump_settings(new)))
     return new
+
+
+async def set_password_hash(conn: AsyncConnection, account_id: int, password_hash: str) -> None:
+    await conn.execute(update(accounts).where(accounts.c.id == account_id)
+                       .values(password_hash=password_hash))
+
+
+async def login_of(conn: AsyncConnection, email: str) -> tuple[int, bool, str | None] | None:
+    """(account_id, disabled, password hash) of the account with this email (any case)."""
+    row = (await conn.execute(
+        select(accounts.c.id, accounts.c.disabled, accounts.c.password_hash)
+        .where(func.lower(accounts.c.email) == email.lower()))).first()
+    return None if row is None else (int(row[0]), bool(row[1]), row[2])
+
+
+async def spent(conn: AsyncConnection, account_id: int) -> int:
+    """Everything captured from the account so far (kopecks)."""
+    total = (await conn.execute(
+        select(func.coalesce(func.sum(ledger.c.amount), 0))
+        .where(ledger.c.account_id == account_id, ledger.c.kind == "capture"))).scalar()
+    return int(total or 0)
+
+
+async def plan_tariffs(conn: AsyncConnection, plan: str) -> list[tuple[str, str, int]]:
+    """(direction, channel, price) of one tariff plan."""
+    rows = await conn.execute(
+        select(tariffs.c.direction, tariffs.c.channel, tariffs.c.price)
+        .where(tariffs.c.plan == plan).order_by(tariffs.c.direction, tariffs.c.channel))
+    return [(r[0], r[1], int(r[2])) for r in rows]

@@ -45,6 +45,7 @@ accounts = Table(
     # Per-account settings as JSON (kaskad.domain.account_settings): the cabinet's forms and
     # `kaskad accounts set` write it; channels read what concerns them.
     Column("settings", Text, nullable=False, server_default="{}"),
+    Column("password_hash", Text, nullable=True),  # argon2; for ssms email+password and the cabinet
 )
 
 api_keys = Table(
@@ -104,10 +105,25 @@ verifications = Table(
     Column("lease_owner", String(100), nullable=True),
     Column("lease_until", BigInteger, nullable=True),
     Column("lease_token", Integer, nullable=False, server_default=text("0")),
+    # What kind of work this is: "code" (seed API), "sms" (push_msg: `text` from `sender` in
+    # `parts` parts, `msg_id` its ssms id), "call" (wait_call: the subscriber calls `call_to`
+    # within `wait_s` seconds).
+    Column("kind", String(8), nullable=False, server_default="code"),
+    Column("text", Text, nullable=True),
+    Column("sender", String(16), nullable=True),
+    Column("parts", Integer, nullable=False, server_default=text("1")),
+    Column("msg_id", BigInteger, nullable=True),
+    Column("external_id", String(64), nullable=True),
+    Column("call_to", String(16), nullable=True),
+    Column("wait_s", Integer, nullable=True),
     Index("ix_verifications_due", "next_run_at",
           sqlite_where=text("next_run_at IS NOT NULL"),
           postgresql_where=text("next_run_at IS NOT NULL")),
     Index("ix_verifications_account_created", "account_id", "created_at"),
+    Index("ix_verifications_msg_id", "msg_id", unique=True),
+    Index("ix_verifications_waits", "call_to", "number",
+          sqlite_where=text("kind = 'call'"),
+          postgresql_where=text("kind = 'call'")),
 )
 
 attempts = Table(
@@ -221,5 +237,24 @@ mo_messages = Table(
     Column("destination", String(21), nullable=False),
     Column("text", Text, nullable=False),
     Column("data_coding", Integer, nullable=False),
+    Column("received_at", BigInteger, nullable=False, index=True),
+)
+
+# Named counters (e.g. "messages": the ssms API's integer message ids), advanced a batch at a
+# time with one UPDATE ... RETURNING.
+counters = Table(
+    "counters", metadata,
+    Column("name", String(40), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+# Every call that reached one of our pool numbers, matched to a wait or not (and why not).
+incoming_calls = Table(
+    "incoming_calls", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("caller", String(32), nullable=False),
+    Column("callee", String(32), nullable=False),
+    Column("request_id", String(32), nullable=True),
+    Column("disposition", String(16), nullable=False),  # matched | unknown | late | no_wait
     Column("received_at", BigInteger, nullable=False, index=True),
 )

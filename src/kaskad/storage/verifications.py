@@ -33,7 +33,9 @@ from kaskad.domain.channels import ChannelName, Outcome, ProviderCost
 from kaskad.domain.errors import (
     AccountDisabled,
     KaskadError,
+    NoTariff,
     NotEnoughMoney,
+    NumberInGlobalSpamList,
     NumberInSpamList,
     NumberNotPermitted,
 )
@@ -55,7 +57,8 @@ assert COLUMNS == (  # CreateVerifications builds rows positionally in this orde
     "request_id", "account_id", "number", "direction", "code", "resending", "callback_url",
     "policy", "prices", "step_index", "retries", "state", "state_reason", "resend", "hold",
     "charged", "delivered_by", "created_at", "updated_at", "finished_at", "next_run_at",
-    "run_step", "lease_owner", "lease_until", "lease_token"), COLUMNS
+    "run_step", "lease_owner", "lease_until", "lease_token", "kind", "text", "sender", "parts",
+    "msg_id", "external_id", "call_to", "wait_s"), COLUMNS
 _VERIFICATION_COLUMNS = (
     "step_index", "retries", "state", "state_reason", "resend", "charged", "delivered_by",
     "updated_at", "finished_at", "next_run_at", "run_step", "lease_owner", "lease_until",
@@ -97,6 +100,14 @@ class Verification:
     next_run_at: int | None
     run_step: bool
     version: int
+    kind: str = "code"  # code | sms | call (see the schema)
+    text: str | None = None
+    sender: str | None = None
+    parts: int = 1
+    msg_id: int | None = None
+    external_id: str | None = None
+    call_to: str | None = None
+    wait_s: int | None = None
 
     @property
     def final(self) -> bool:
@@ -159,7 +170,9 @@ def to_verification(row: Any) -> Verification:
         charged=m[a["charged"]], delivered_by=m[a["delivered_by"]],
         created_at=m[a["created_at"]], updated_at=m[a["updated_at"]],
         finished_at=m[a["finished_at"]], next_run_at=m[a["next_run_at"]],
-        run_step=bool(m[a["run_step"]]), version=m[a["lease_token"]],
+        run_step=bool(m[a["run_step"]]), version=m[a["lease_token"]], kind=m[a["kind"]],
+        text=m[a["text"]], sender=m[a["sender"]], parts=m[a["parts"]], msg_id=m[a["msg_id"]],
+        external_id=m[a["external_id"]], call_to=m[a["call_to"]], wait_s=m[a["wait_s"]],
     )
 
 
@@ -179,6 +192,14 @@ class NewVerification:
     now_ms: int
     lease_owner: str  # the creating node runs the first step at once (fast path)
     lease_until_ms: int
+    kind: str = "code"
+    text: str | None = None  # an SMS's own text (kind "sms"); the SMS step sends it as is
+    sender: str | None = None
+    parts: int = 1  # SMS parts: the SMS tariff is per part
+    external_id: str | None = None
+    call_to: str | None = None  # kind "call": the pool number the subscriber is to call
+    wait_s: int | None = None  # kind "call": how long the wait lasts
+    run_at_ms: int | None = None  # a later start (push_msg's set_aside_time); None: now
 
 
 class CreateVerifications(BatchOp[NewVerification, Verification]):
@@ -214,12 +235,35 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
                                 amount=hold, request_id=item.request_id, note="",
                                 created_at=item.now_ms))
             results.append(to_verification(row))
-        if holds:
+        if holds or rows:
             await self.sql.execute_many(conn, "UPDATE accounts SET held = held + ? WHERE id = ?",
                                         [(v, k) for k, v in sorted(holds.items())])
+            await self._number_messages(conn, rows, results)
             await self.sql.execute_many(conn, _INSERT_VERIFICATION, rows)
             await self.sql.insert(conn, "ledger", entries)
         return results
+
+    async def _number_messages(self, conn: BatchConn, rows: list[tuple[Any, ...]],
+                               results: list[Verification | Exception]) -> None:
+        """Give each new SMS its integer id (the ssms API's), from one counter update."""
+        kind, msg_id = _AT["kind"], _AT["msg_id"]
+        wanted = [i for i, row in enumerate(rows) if row[kind] == "sms"]
+        if not wanted:
+            return
+        advance = "UPDATE counters SET value = value + ? WHERE name = 'messages' RETURNING value"
+        found = await self.sql.fetch(conn, advance, len(wanted))
+        if not found:  # the first message ever
+            await self.sql.execute_many(
+                conn, "INSERT INTO counters (name, value) VALUES (?, 0) "
+                      "ON CONFLICT (name) DO NOTHING", [("messages",)])
+            found = await self.sql.fetch(conn, advance, len(wanted))
+        first = int(found[0][0]) - len(wanted) + 1
+        by_id = {v.request_id: v for v in results if isinstance(v, Verification)}
+        for offset, i in enumerate(wanted):
+            row = list(rows[i])
+            row[msg_id] = first + offset
+            rows[i] = tuple(row)
+            by_id[row[_AT["request_id"]]].msg_id = first + offset
 
     async def _accounts(self, conn: BatchConn,
                         items: Sequence[NewVerification]) -> dict[int, dict[str, Any]]:
@@ -258,23 +302,29 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
         directions = acct["directions"]
         if not direction_matches(directions, item.direction):
             raise NumberNotPermitted(item.direction)
-        if (None, item.number) in spam or (item.account_id, item.number) in spam:
+        if (None, item.number) in spam:
+            raise NumberInGlobalSpamList()
+        if (item.account_id, item.number) in spam:
             raise NumberInSpamList()
         prices: dict[str, int] = {}
         for channel in item.channels:
             price = price_in(table, acct["tariff_plan"], channel.value, item.direction)
             if price is None:  # we cannot bill it, so we do not send it
-                raise NumberNotPermitted(f"no {channel} tariff for {item.direction}")
-            prices[channel.value] = price
+                raise NoTariff(f"no {channel} tariff for {item.direction}")
+            prices[channel.value] = price * (item.parts if channel is ChannelName.SMS else 1)
         hold = hold_for(list(prices.values()))
         if hold > acct["available"]:
             raise NotEnoughMoney()
         now = item.now_ms
+        later = item.run_at_ms is not None and item.run_at_ms > now
+        run_at = item.run_at_ms if later else now
+        owner, until = (None, None) if later else (item.lease_owner, item.lease_until_ms)
         return (  # in COLUMNS order (checked at import)
             item.request_id, item.account_id, item.number, item.direction, item.code,
             item.resending.value, item.callback_url, _encode_channels(item.channels),
             _encode_prices(prices), 0, 0, State.PENDING.value, "", "", hold, 0, None, now, now,
-            None, now, True, item.lease_owner, item.lease_until_ms, 1)
+            None, run_at, True, owner, until, 1, item.kind, item.text,
+            item.sender, item.parts, None, item.external_id, item.call_to, item.wait_s)
 
 
 # --------------------------------------------------------------------------- claim
@@ -392,14 +442,17 @@ class Transitions:
         self.callback = callback
         self.node_id = node_id
         self.lease_ms = int(lease_s * 1000)
-        self._policies: dict[tuple[ChannelName, ...], Policy] = {}
+        self._policies: dict[tuple[tuple[ChannelName, ...], int | None], Policy] = {}
 
     def policy(self, v: Verification) -> Policy:
-        policy = self._policies.get(v.channels)
+        """The verification's policy; an incoming-call wait's step lasts its own `wait_s`."""
+        key = (v.channels, v.wait_s)
+        policy = self._policies.get(key)
         if policy is None:
-            policy = Policy(tuple(Step(c, self.timeouts.for_channel(c)) for c in v.channels),
+            policy = Policy(tuple(Step(c, float(v.wait_s) if v.wait_s
+                                       else self.timeouts.for_channel(c)) for c in v.channels),
                             self.max_retries, self.backoff_s)
-            self._policies[v.channels] = policy
+            self._policies[key] = policy
         return policy
 
     async def load(self, conn: BatchConn, ids: set[str], w: _Writes) -> None:

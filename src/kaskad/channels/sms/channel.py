@@ -54,10 +54,14 @@ class SmsChannel:
                 if not direction or direction_matches(c.settings.routes, direction)]
 
     async def send(self, delivery: Delivery) -> SendResult:
-        segmented = segment(code_text(delivery.code, delivery.lang))
+        text = delivery.text if delivery.text is not None else code_text(delivery.code,
+                                                                          delivery.lang)
+        segmented = segment(text)
+        sender = delivery.sender or self.sender
         last = SubmitResult(SubmitVerdict.TEMPORARY, None, "no SMPP connector for this number")
         for connector in self.route(delivery.direction):
-            last, first_id = await self._send_parts(connector, segmented, delivery.number)
+            last, first_id = await self._send_parts(connector, segmented, delivery.number,
+                                                    sender)
             if last.verdict is SubmitVerdict.ACCEPTED and first_id is not None:
                 return SendResult(Outcome.ACCEPTED, provider_ref(connector.name, first_id),
                                   f"{connector.name}: {segmented.count} part(s) accepted")
@@ -67,7 +71,7 @@ class SmsChannel:
         return SendResult(Outcome.REJECTED_TEMPORARY, None, last.detail)
 
     async def _send_parts(self, connector: SmppConnector, segmented: Segmented,
-                          number: str) -> tuple[SubmitResult, str | None]:
+                          number: str, sender: str) -> tuple[SubmitResult, str | None]:
         payloads = segmented.payloads()
         concatenated = len(payloads) > 1
         self._refs = (self._refs + 1) % 256
@@ -75,7 +79,7 @@ class SmsChannel:
         result = SubmitResult(SubmitVerdict.TEMPORARY)
         for index, payload in enumerate(payloads, start=1):
             body = (udh(self._refs, len(payloads), index) + payload) if concatenated else payload
-            result = await connector.submit(Part(self.sender, number, segmented.encoding, body,
+            result = await connector.submit(Part(sender, number, segmented.encoding, body,
                                                  concatenated))
             if result.verdict is not SubmitVerdict.ACCEPTED:
                 return result, None  # parts already accepted stay sent; the step retries

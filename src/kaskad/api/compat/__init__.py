@@ -1,0 +1,1 @@
+"""Other providers' wire protocols, each a thin translator onto kaskad's services."""

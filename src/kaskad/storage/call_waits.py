@@ -1,0 +1,49 @@
+"""Incoming-call waits (verifications of kind "call") as the SIP endpoint and wait_call read
+them, and the record of every call that reached a pool number."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from kaskad.domain.cascade import FINAL_STATES, State
+from kaskad.storage.schema import incoming_calls, verifications
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    request_id: str
+    state: State
+    active: bool  # still waiting: not final and not past its window
+
+
+async def pool_numbers_in_use(conn: AsyncConnection, number: str,
+                              pool: Sequence[str]) -> set[str]:
+    """Pool numbers this subscriber is already asked to call (to give them another)."""
+    v = verifications.c
+    rows = await conn.execute(select(v.call_to).where(
+        v.kind == "call", v.call_to.in_(list(pool)), v.number == number,
+        v.next_run_at.is_not(None)))
+    return {r[0] for r in rows}
+
+
+async def latest_wait(conn: AsyncConnection, call_to: str, caller: str) -> Wait | None:
+    """The newest wait for a call from `caller` to `call_to`, active or not."""
+    row = (await conn.execute(text(
+        "SELECT request_id, state, next_run_at FROM verifications "
+        "WHERE kind = 'call' AND call_to = :to AND number = :n "
+        "ORDER BY created_at DESC LIMIT 1"), {"to": call_to, "n": caller})).first()
+    if row is None:
+        return None
+    state = State(row[1])
+    return Wait(row[0], state, row[2] is not None and state not in FINAL_STATES)
+
+
+async def record_call(conn: AsyncConnection, *, caller: str, callee: str,
+                      request_id: str | None, disposition: str, now_ms: int) -> None:
+    await conn.execute(insert(incoming_calls).values(
+        caller=caller, callee=callee, request_id=request_id, disposition=disposition,
+        received_at=now_ms))
