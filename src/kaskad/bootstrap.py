@@ -274,29 +274,29 @@ class Gateway:
                 self.metrics.telegram.labels(event).set(count)
         return status
 
-    def _callback_for(self, v: Verification) -> tuple[str, str, str] | None:
-        """The outbox entry for a final state: (url, body, event id); a wait_call's is a GET
-        (empty body), sent only when the call came."""
+    def _callback_for(self, v: Verification) -> tuple[str, str, str, str] | None:
+        """The outbox entry for a final state: (method, url, body, event id); a wait_call's
+        is a GET, sent only when the call came."""
         if not v.callback_url or v.finished_at is None:
             return None
         tz = self.settings.timezone
         if v.kind == "call":
             if v.state is not State.CALL or not v.call_to:
                 return None
-            return call_hook_url(v.callback_url, id_call=v.request_id, caller=v.number,
-                                 call_to=v.call_to, finished_ms=v.finished_at,
-                                 tz=tz), "", new_event_id()
+            return "GET", call_hook_url(v.callback_url, id_call=v.request_id, caller=v.number,
+                                        call_to=v.call_to, finished_ms=v.finished_at,
+                                        tz=tz), "", new_event_id()
         if v.kind == "sms":
             state = message_state(v)
             body = message_status_body(
                 msg_id=v.msg_id, external_id=v.external_id, phone=v.number, state=state,
                 state_text=state_text(state), parts=v.parts, charged_kop=v.charged,
                 channel=v.delivered_by, finished_ms=v.finished_at, tz=tz)
-            return v.callback_url, body.decode(), new_event_id()
+            return "POST", v.callback_url, body.decode(), new_event_id()
         body = final_callback_body(request_id=v.request_id, number=v.number, code=v.code,
                                    state=v.state.value, price_kop=v.charged,
                                    finished_ms=v.finished_at, tz=self.settings.timezone)
-        return v.callback_url, body.decode(), new_event_id()
+        return "POST", v.callback_url, body.decode(), new_event_id()
 
     def _on_change(self, v: Verification) -> None:
         self.metrics.state_changes.inc(v.state)

@@ -9,9 +9,12 @@ from collections.abc import AsyncIterator
 from importlib.resources import files
 from typing import Any
 
+import httpx
+import orjson
 import pytest
 from sqlalchemy import select
 
+from kaskad.api.app import create_app
 from kaskad.bootstrap import Gateway
 from kaskad.channels.sms.channel import SmsChannel
 from kaskad.channels.sms.connector import Part, SmppConnector
@@ -25,7 +28,7 @@ from kaskad.services.send_code import SendCodeInput
 from kaskad.simulators.smsc import SmscRule, SmscSimulator
 from kaskad.simulators.world import World
 from kaskad.storage.mo import recent_mo
-from kaskad.storage.schema import attempts
+from kaskad.storage.schema import attempts, verifications
 
 SAMPLE_REGISTRY = files("kaskad").joinpath("data/numbering_sample.csv").read_text("utf-8")
 SMS_DELIVERS = "79001234564"  # no Telegram, SMS delivers (sandbox world)
@@ -246,3 +249,39 @@ async def test_routes_and_tariffs_by_operator(make_gateway: Any, smsc: SmscSimul
                        if a.channel == "sms"] for v in (mts, mega)}
     assert refs["79161234564"][0].startswith("mts:")
     assert refs["79261234564"][0].startswith("mega:")
+
+
+async def test_push_msg_over_smpp_is_charged_per_part_on_delivery(
+        make_gateway: Any, smsc: SmscSimulator) -> None:
+    """The issue's acceptance path: push_msg -> submit_sm (UDH parts) -> receipt -> state
+    readable with get_msg_report -> the balance charged per part, only once delivered."""
+    gw, key = await _gateway(make_gateway, _connector(smsc))
+    text = "Ваш заказ собран и ждёт вас в пункте выдачи до пятницы включительно. " * 2
+    app = create_app(gw, manage_gateway=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://kaskad.test") as client:
+        async def call(**params: Any) -> Any:
+            r = await client.post("/", data={"format": "json", "key": key, **params})
+            return orjson.loads(r.content)["response"]
+
+        sent = await call(method="push_msg", phone=SMS_DELIVERS, text=text,
+                          sender_name="Kaskad")
+        assert sent["msg"]["err_code"] == "0", sent
+        parts = sent["data"]["n_raw_sms"]
+        assert parts == segment(text).count == 3
+        request = await _final(gw, (await _by_msg_id(gw, sent["data"]["id"])))
+        assert request.state is State.SMS
+        report = (await call(method="get_msg_report", id=sent["data"]["id"]))["data"]
+        assert report["state"] == 1 and report["credits"] == "10.50"
+    [message] = [m for m in smsc.messages() if m[0].destination_addr == SMS_DELIVERS]
+    assert [p.udh[2] for p in message if p.udh] == [1, 2, 3]
+    assert message[0].source_addr == "Kaskad"
+    admin = Admin(gw.db, test_balance_kop=5000, default_directions=["RU"])
+    account = await admin.account("acme")
+    assert (account.balance, account.held) == (5000 - 3 * 350, 0)
+
+
+async def _by_msg_id(gw: Gateway, msg_id: int) -> str:
+    async with gw.db.read() as conn:
+        return str((await conn.execute(select(verifications.c.request_id).where(
+            verifications.c.msg_id == msg_id))).scalar_one())

@@ -413,7 +413,8 @@ class Applied:
         return None
 
 
-CallbackBuilder = Callable[[Verification], tuple[str, str, str] | None]  # (url, body, event_id)
+# (method, url, body, event_id) of the customer's notification of a final state, or None
+CallbackBuilder = Callable[[Verification], tuple[str, str, str, str] | None]
 
 
 @dataclass
@@ -491,9 +492,9 @@ class Transitions:
                                          request_id=v.request_id, note="", created_at=now_ms))
             built = self.callback(new)
             if built is not None:
-                url, body, event_id = built
+                method, url, body, event_id = built
                 w.outbox.append(dict(event_id=event_id, account_id=v.account_id,
-                                     request_id=v.request_id, method="POST", url=url, body=body,
+                                     request_id=v.request_id, method=method, url=url, body=body,
                                      attempts=0, next_attempt_at=now_ms, created_at=now_ms))
         if new.run_step and new.next_run_at is not None and new.next_run_at <= now_ms:
             # The next step is due now: this node keeps the lease and runs it at once,
