@@ -13,6 +13,7 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 
+from kaskad.cli_connectors import connectors_app
 from kaskad.config import Settings, load_settings
 from kaskad.domain.errors import KaskadError
 from kaskad.domain.money import format_rub, parse_rub
@@ -41,6 +42,7 @@ simulate_app = typer.Typer(help="Sandbox simulators of the outside world, run on
                            no_args_is_help=True)
 app.add_typer(tariffs_app, name="tariffs")
 app.add_typer(simulate_app, name="simulate")
+app.add_typer(connectors_app, name="connectors")
 
 
 def _settings(**overrides: Any) -> Settings:

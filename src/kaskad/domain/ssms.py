@@ -147,10 +147,12 @@ def _element(name: str, value: Any) -> str:
     elif isinstance(value, bool):
         inner = "1" if value else "0"
     else:
-        inner = escape(str(value))
+        inner = escape(_NOT_XML.sub("\ufffd", str(value)))
     return f"<{tag}>{inner}</{tag}>"
 
 
+# Characters XML 1.0 cannot carry (a text may hold them): shown as U+FFFD.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _XML_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _XML_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
