@@ -24,7 +24,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 try:
     import orjson
@@ -53,10 +53,12 @@ class Stats:
     latencies: list[float] = field(default_factory=list)
     done_at: list[float] = field(default_factory=list)  # perf_counter() of each answer
 
+    ok_mark: bytes = OK_MARK
+
     def record(self, latency: float, status: int, body: bytes) -> None:
         self.latencies.append(latency)
         self.done_at.append(time.perf_counter())
-        if status == 200 and OK_MARK in body:
+        if status == 200 and self.ok_mark in body:
             self.accepted += 1
             self.states[_field(body, b'"state":"')] += 1
             return
@@ -83,6 +85,8 @@ def _error_code(body: bytes) -> str:
         data = _loads(body)
     except ValueError:
         return "not_json"
+    if isinstance(data, dict) and isinstance(data.get("response"), dict):  # the ssms envelope
+        return "err_" + str(data["response"].get("msg", {}).get("err_code"))
     if isinstance(data, dict):
         return str(data.get("error_code") or data.get("detail") or "unknown")
     return "unknown"
@@ -102,6 +106,23 @@ def build_requests(host: str, port: int, key: str, *, pool: int, fallback_share:
         last = FALLBACK_DIGIT if rng.random() < fallback_share else rng.choice(TELEGRAM_DIGITS)
         number = f"7900{i % 1_000_000:06d}{last}"
         body = json.dumps({"number": number, "resending": "sms"}, separators=(",", ":")).encode()
+        out.append(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    return out
+
+
+SSMS_OK_MARK = b'"err_code":"0"'
+SSMS_TEXT = "Ваш заказ 1024 собран и ждёт вас в пункте выдачи."  # one UCS-2 part
+
+
+def build_ssms_requests(host: str, port: int, key: str, *, pool: int) -> list[bytes]:
+    """push_msg to the ssms API at `/`, as its PHP clients post it (urlencoded form); the
+    numbers end in 4 (the sandbox SMSC delivers them)."""
+    head = (f"POST / HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n").encode()
+    out = []
+    for i in range(pool):
+        body = urlencode({"method": "push_msg", "format": "json", "key": key,
+                          "phone": f"7900{i % 1_000_000:06d}4", "text": SSMS_TEXT}).encode()
         out.append(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
     return out
 
@@ -268,8 +289,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     if not host.startswith(LOOPBACK):
         raise SystemExit(f"refusing a non-loopback target: {host}")
-    requests = build_requests(host, port, args.key, pool=args.pool,
-                              fallback_share=args.fallback_share, seed=args.seed)
+    if args.api == "ssms":
+        requests = build_ssms_requests(host, port, args.key, pool=args.pool)
+    else:
+        requests = build_requests(host, port, args.key, pool=args.pool,
+                                  fallback_share=args.fallback_share, seed=args.seed)
     conns = [Conn(host, port) for _ in range(args.connections)]
     await asyncio.gather(*(c.open() for c in conns))
     try:
@@ -279,6 +303,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
             else:
                 await run_rate(conns, requests, args.warmup, args.rate, None, args.grace)
         stats = Stats()
+        if args.api == "ssms":
+            stats.ok_mark = SSMS_OK_MARK
         started = time.perf_counter()
         if args.mode == "max":
             elapsed = await run_max(conns, requests, args.duration, stats)
@@ -298,6 +324,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--url", default="http://127.0.0.1:8765", help="loopback base URL")
     p.add_argument("--key", required=True, help="API key (sent as Authorization)")
     p.add_argument("--mode", choices=("max", "rate"), default="max")
+    p.add_argument("--api", choices=("seed", "ssms"), default="seed",
+                   help="seed: POST /api/send/; ssms: push_msg to /")
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--duration", type=float, default=15.0, help="measured seconds")
     p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first")

@@ -45,6 +45,7 @@ LOADGEN = BENCH_DIR / "loadgen.py"
 PROFILER = BENCH_DIR / "profile_server.py"
 INITIAL_BALANCE_RUB = 10_000_000
 TARIFFS = {"telegram": "1.50", "sms": "3.50", "voice": "4.50"}
+LOADGEN_EXTRA: list[str] = []  # more load-generator options (bench/ssms.py: --api ssms)
 TARGETS = {"max_rps_sqlite": 3000.0, "rate_p99_ms": 30.0}
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 CLI_TIMEOUT_S = 60.0
@@ -346,7 +347,7 @@ def scenario_budget(args: argparse.Namespace, scenario: str) -> float:
 async def run_loadgen(args: argparse.Namespace, scenario: str, port: int,
                       key: str) -> dict[str, Any]:
     cmd = [sys.executable, str(LOADGEN), "--url", f"http://127.0.0.1:{port}", "--key", key,
-           *loadgen_args(args, scenario)]
+           *loadgen_args(args, scenario), *LOADGEN_EXTRA]
     proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.PIPE)
     budget = scenario_budget(args, scenario) + REQUEST_TIMEOUT_S

@@ -32,6 +32,7 @@ from kaskad.services.admin import Admin
 from kaskad.storage.db import Database
 from kaskad.storage.migrate import upgrade
 from tests.conftest import make_settings
+from tests.helpers import callback_transport
 
 CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance,
           content_type_conformance]
@@ -61,8 +62,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Any, str]]:
     key = asyncio.run(_prepare(url))
     gw = Gateway(make_settings(url, send_wait_s=0.5))
     # Customer callbacks go nowhere near the network: fuzzed callback_urls are arbitrary.
-    gw.callbacks.client = httpx.AsyncClient(
-        transport=httpx.MockTransport(lambda _: httpx.Response(200)))
+    gw.callbacks.transport = callback_transport(lambda _: httpx.Response(200))
     app = create_app(gw, demo_inbox=True)
     try:
         yield schemathesis.openapi.from_asgi("/openapi.json", app), key

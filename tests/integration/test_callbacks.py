@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import httpx
+import orjson
 from sqlalchemy import select
 
+from kaskad.domain.callbacks import verify
 from kaskad.services.admin import Admin
 from kaskad.services.send_code import SendCodeInput
 from kaskad.storage.schema import outbox
+from tests.helpers import callback_transport
 
 
-async def _send_with_callback(gw: object, url: str) -> str:
+async def _send_with_callback(gw: object, url: str, account: str = "acme") -> str:
     admin = Admin(gw.db, test_balance_kop=5000, default_directions=["RU"])  # type: ignore[attr-defined]
     await admin.ensure_demo_tariffs()
-    key = (await admin.create_account("acme")).api_key
+    key = (await admin.create_account(account)).api_key
     v = await gw.send_code(SendCodeInput(  # type: ignore[attr-defined]
         api_key=key, number="79001234560", callback_url=url))
     final = await gw.await_state(v.request_id, lambda v: v.final, 10)  # type: ignore[attr-defined]
@@ -43,23 +46,56 @@ async def test_a_failing_receiver_is_given_up_after_max_attempts(make_gateway: o
     gw = await make_gateway(callback_max_attempts=3, callback_backoff_s=0.0,  # type: ignore[operator]
                             callback_backoff_cap_s=0.0)
     await gw.callbacks.stop()  # driven by hand below
-    gw.callbacks.client = httpx.AsyncClient(transport=httpx.MockTransport(receiver))
+    gw.callbacks.transport = callback_transport(receiver)
     request_id = await _send_with_callback(gw, "https://customer.example/hook")
     row = await _outbox_row(gw, request_id, lambda r: r["attempts"] >= 3)
     assert row["next_attempt_at"] is None and row["delivered_at"] is None  # given up
     assert row["last_error"] == "HTTP 503"
     assert len(tries) == 3 and len(set(tries)) == 1  # one event id across the tries
-    await gw.callbacks.client.aclose()
 
 
 async def test_private_addresses_are_refused_when_not_allowed(make_gateway: object) -> None:
     sent: list[httpx.Request] = []
     gw = await make_gateway(callback_allow_private=False)  # type: ignore[operator]
     await gw.callbacks.stop()
-    gw.callbacks.client = httpx.AsyncClient(transport=httpx.MockTransport(
-        lambda r: sent.append(r) or httpx.Response(200)))
+    gw.callbacks.transport = callback_transport(
+        lambda r: sent.append(r) or httpx.Response(200))
     request_id = await _send_with_callback(gw, "http://127.0.0.1:9/hook")
     row = await _outbox_row(gw, request_id, lambda r: r["attempts"] >= 1)
     assert sent == []
     assert row["next_attempt_at"] is None and str(row["last_error"]).startswith("refused:")
-    await gw.callbacks.client.aclose()
+
+
+async def test_callbacks_over_real_http(make_gateway: object) -> None:
+    """The default transport (aiohttp) against a real HTTP server on loopback: the signed POST
+    arrives once; a refused connection is an error that is retried, not a crash."""
+    from aiohttp import web
+
+    seen: list[tuple[str, dict[str, str], bytes]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        seen.append((request.method, dict(request.headers), await request.read()))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_route("*", "/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        gw = await make_gateway()  # type: ignore[operator]
+        request_id = await _send_with_callback(gw, f"http://127.0.0.1:{port}/hook")
+        row = await _outbox_row(gw, request_id, lambda r: r["delivered_at"] is not None)
+        assert row["attempts"] == 1 and len(seen) == 1
+        method, headers, body = seen[0]
+        account = await Admin(gw.db, test_balance_kop=0, default_directions=[]).account("acme")
+        assert method == "POST" and orjson.loads(body)["request_id"] == request_id
+        assert verify(account.callback_secret, int(headers["X-Kaskad-Timestamp"]), body,
+                      headers["X-Kaskad-Signature"])
+        refused = await _send_with_callback(gw, "http://127.0.0.1:9/nobody-listens", "other")
+        failed = await _outbox_row(gw, refused, lambda r: r["attempts"] >= 1)
+        assert failed["delivered_at"] is None and failed["last_error"]
+    finally:
+        await runner.cleanup()

@@ -23,6 +23,7 @@ from kaskad.bootstrap import Gateway
 from kaskad.domain.callbacks import verify
 from kaskad.services.admin import Admin
 from kaskad.storage.schema import ledger, outbox, verifications
+from tests.helpers import callback_transport
 
 SEND = "/api/send/"
 STATUS = "/api/status/"
@@ -128,8 +129,7 @@ class Receiver:
 async def receiver(gateway: Gateway) -> AsyncIterator[Receiver]:
     """Route the gateway's callback sender to an in-memory receiver (no network)."""
     recv = Receiver()
-    await gateway.callbacks.client.aclose()
-    gateway.callbacks.client = httpx.AsyncClient(transport=httpx.MockTransport(recv.handle))
+    gateway.callbacks.transport = callback_transport(recv.handle)
     yield recv
 
 

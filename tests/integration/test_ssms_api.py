@@ -21,6 +21,7 @@ from kaskad.bootstrap import Gateway
 from kaskad.services.admin import Admin
 from kaskad.services.wait_call import WaitRequest
 from kaskad.storage.schema import verifications
+from tests.helpers import callback_transport
 from tests.integration.test_seed_api import eventually
 
 DELIVERS = "79001234564"  # no Telegram; SMS delivered; the phone answers (and calls back)
@@ -41,8 +42,7 @@ class Receiver:
 @pytest.fixture
 async def receiver(gateway: Gateway) -> AsyncIterator[Receiver]:
     recv = Receiver()
-    await gateway.callbacks.client.aclose()
-    gateway.callbacks.client = httpx.AsyncClient(transport=httpx.MockTransport(recv.handle))
+    gateway.callbacks.transport = callback_transport(recv.handle)
     yield recv
 
 

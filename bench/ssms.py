@@ -1,0 +1,192 @@
+"""Benchmark the whole SMS path: HTTP push_msg -> SMPP submit_sm -> delivery receipt -> state
+stored, money captured, status callback delivered; one bind and four binds (window 10 each),
+on SQLite and on PostgreSQL.
+
+    python bench/ssms.py [--backend sqlite|postgres|both] [--binds 1,4] [--duration 15]
+
+Processes, all on this machine's two cores: `kaskad simulate smsc` (the SMSC, smpp34's server,
+receipts after 10 ms), `kaskad serve` (the gateway, SMS over real SMPP to that SMSC), the load
+generator (bench/loadgen.py --api ssms: closed loop, urlencoded push_msg as PHP clients post
+it), and this process, which is the customer's status-callback endpoint.
+
+Sustained end-to-end rate = status callbacks received during the load generator's measured
+window / its length: each such message was accepted over HTTP, submitted over SMPP, receipted,
+stored, captured and called back. For reference, the issue quotes Kannel 1.4.5 at about
+2,500 msg/s with one bind and window 10 (SMPP only: no HTTP API, no billing, no callbacks).
+Results go to bench/results/<timestamp>-ssms.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import run as foundation
+
+RECEIPT_DELAY_S = "0.01"
+
+
+class CallbackEndpoint:
+    """A minimal HTTP/1.1 keep-alive server that answers 200 and notes when each came."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                if length:
+                    await reader.readexactly(length)
+                self.times.append(time.perf_counter())
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    def between(self, start: float, end: float) -> int:
+        return bisect.bisect_right(self.times, end) - bisect.bisect_left(self.times, start)
+
+
+async def start_smsc(port: int, log_path: Path) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kaskad", "simulate", "smsc", "--port", str(port),
+        "--receipt-delay", RECEIPT_DELAY_S, stdout=asyncio.subprocess.PIPE,
+        stderr=log_path.open("wb"))
+    assert proc.stdout is not None
+    await asyncio.wait_for(proc.stdout.readline(), 30)  # "listening on ..."
+    return proc
+
+
+async def wait_bound(port: int, limit_s: float = 30.0) -> None:
+    """Until /health says every SMPP bind of the SMS channel is up."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        raw = await reader.read()
+        writer.close()
+        body = json.loads(raw.split(b"\r\n\r\n", 1)[1])
+        binds = body.get("channel_health", {}).get("sms", {}).get("connectors", {})
+        if binds and all(binds.values()):
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError("the SMPP connector did not bind")
+
+
+async def run_case(args: argparse.Namespace, backend_name: str, binds: int,
+                   stamp: str) -> dict[str, Any]:
+    results = foundation.RESULTS_DIR
+    backend = await foundation.BACKENDS[backend_name](args)
+    smsc_port, port = foundation.free_port(), foundation.free_port()
+    tag = f"{stamp}-{backend_name}-{binds}b"
+    smsc = await start_smsc(smsc_port, results / f"{tag}-smsc.log")
+    endpoint = CallbackEndpoint()
+    await endpoint.start()
+    config = results / f"{tag}-kaskad.toml"
+    config.write_text(
+        "[[smpp.connectors]]\n"
+        f'name = "bench"\nhost = "127.0.0.1"\nport = {smsc_port}\n'
+        f'system_id = "kaskad"\npassword = "secret"\nbinds = {binds}\nwindow = 10\n')
+    server = None
+    try:
+        base = {"KASKAD_DATABASE_URL": backend.server_url, "KASKAD_LOG_LEVEL": "warning"}
+        key = await foundation.setup_database(foundation.clean_env(base))
+        await foundation.run_cli(["accounts", "settings", "bench",
+                                  f"status_url=http://127.0.0.1:{endpoint.port}/dlr"],
+                                 foundation.clean_env(base))
+        env = foundation.clean_env({
+            **base, "KASKAD_CONFIG": str(config), "KASKAD_SMS_MODE": "smpp",
+            "KASKAD_TELEGRAM_MODE": "inprocess", "KASKAD_AUTH_CACHE_TTL_S": "5",
+            "KASKAD_CALLBACK_CONCURRENCY": "256"})
+        server = await foundation.start_server(args, env, results / f"{tag}-server.log", None,
+                                               port)
+        await wait_bound(port)
+        load = await foundation.run_loadgen(args, "max", port, key)
+        window_end = time.perf_counter()
+        window_start = window_end - float(load.get("elapsed_s", args.duration))
+        drained = await foundation.drain(backend.inspector, args.drain_timeout)
+        rows = await backend.inspector.fetch(
+            "SELECT count(*), sum(CASE WHEN state = 'sms' THEN 1 ELSE 0 END), "
+            "sum(parts) FROM verifications WHERE kind = 'sms'")
+        messages, delivered, parts = (int(x or 0) for x in rows[0])
+        deadline = time.monotonic() + 30
+        while len(endpoint.times) < delivered and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        in_window = endpoint.between(window_start, window_end)
+        span = window_end - window_start
+        return {"backend": backend_name, "binds": binds, "window": 10, "load": load,
+                **drained, "messages": messages, "delivered": delivered, "parts": parts,
+                "callbacks": len(endpoint.times),
+                "e2e_per_s": round(in_window / span) if span else 0,
+                "http_per_s": load.get("rps"), "http_p99_ms": load.get("p99_ms"),
+                "ledger": await backend.inspector.ledger(), "problems": server.problems()}
+    finally:
+        if server is not None:
+            await server.stop()
+        await endpoint.stop()
+        smsc.terminate()
+        await smsc.wait()
+        await backend.dispose(keep=False)
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
+    p.add_argument("--binds", default="1,4")
+    p.add_argument("--duration", type=float, default=15.0)
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test")
+    p.add_argument("--drain-timeout", type=float, default=120.0)
+    args = p.parse_args()
+    # what bench/run.py's load-generator plumbing reads
+    args.max_duration, args.max_connections = args.duration, args.connections
+    args.warmup, args.fallback_share, args.grace = 2.0, 0.0, 5.0
+    args.profile = None
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    foundation.RESULTS_DIR.mkdir(exist_ok=True)
+    foundation.LOADGEN_EXTRA = ["--api", "ssms"]
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    names = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    results = [asyncio.run(run_case(args, n, int(b), stamp))
+               for n in names for b in args.binds.split(",")]
+    out = foundation.RESULTS_DIR / f"{stamp}-ssms.json"
+    out.write_text(json.dumps(results, indent=2))
+    print("| backend | binds x window | push_msg accepted/s (HTTP p99 ms) | end-to-end msg/s "
+          "| messages | delivered | callbacks | unfinished | charged = delivered x 3.50 |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        ok = r["ledger"]["charged_kop"] == r["parts"] * 350 and r["ledger"]["held_kop"] == 0
+        print(f"| {r['backend']} | {r['binds']} x {r['window']} | {r['http_per_s']} "
+              f"({r['http_p99_ms']}) | {r['e2e_per_s']} | {r['messages']} | {r['delivered']} "
+              f"| {r['callbacks']} | {r['unfinished_left']} | {'yes' if ok else 'NO'} |")
+    print(f"details: {out.relative_to(foundation.BENCH_DIR.parent)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

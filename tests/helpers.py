@@ -1,0 +1,19 @@
+"""Small helpers shared by tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+
+from kaskad.engine.callbacks import Transport
+
+
+def callback_transport(handle: Callable[[httpx.Request], httpx.Response]) -> Transport:
+    """Deliver the gateway's customer callbacks to an in-memory receiver (no network) that
+    sees them as httpx requests."""
+
+    async def send(method: str, url: str, headers: dict[str, str], body: bytes) -> int:
+        return handle(httpx.Request(method, url, headers=headers, content=body)).status_code
+
+    return send
