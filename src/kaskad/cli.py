@@ -176,14 +176,22 @@ def demo(port: int = typer.Option(8765, help="Port on 127.0.0.1."),
     if "KASKAD_TELEGRAM_TIMEOUT_S" not in _env():
         settings.telegram_timeout_s = 10.0  # so the "silent Telegram" numbers fall back soon
 
+    base = f"http://127.0.0.1:{port}"
+
     async def _prepare(admin: Admin) -> str:
         await admin.ensure_demo_tariffs()
         if "demo" in {a.name for a in await admin.accounts()}:
-            return await admin.new_key("demo", "demo")
-        return (await admin.create_account("demo", email="demo@example.com")).api_key
+            key = await admin.new_key("demo", "demo")
+        else:
+            key = (await admin.create_account("demo", email="demo@example.com")).api_key
+        # Message statuses and incoming-call notifications land in the demo's inbox.
+        await admin.settings("demo", {"status_url": f"{base}/demo/callbacks",
+                                      "incoming_call_url": f"{base}/demo/hook",
+                                      "senders": "Kaskad,DemoShop"})
+        return key
 
     key = _with_admin(settings, _prepare)
-    base = f"http://127.0.0.1:{port}"
+    pool = ", ".join(settings.telephony.pool)
 
     def banner() -> None:
         typer.echo(f"""
@@ -199,6 +207,14 @@ Check a typed code:  curl -s {base}/api/check/ -H 'Authorization: {key}' \\
                        -d '{{"request_id": "<request_id>", "code": "<code>"}}'
 Callbacks received:  curl -s {base}/demo/callbacks
 Balance:             kaskad accounts show demo   (with KASKAD_DATA_DIR={data_dir})
+
+The ssms-family API answers at the root (XML unless format=json), as its clients expect:
+curl -s '{base}/?method=push_msg&format=json&key={key}&phone=79001234564&text=Hello'
+curl -s '{base}/?method=get_msg_report&format=json&key={key}&id=<id>'
+Verification by the subscriber's call (our numbers: {pool}):
+curl -s '{base}/?method=wait_call&format=json&key={key}&phone=79001234565&call_protection=120'
+then "call" from the subscriber's phone (a sandbox phone that does not call by itself):
+curl -s -X POST '{base}/sandbox/calls?from=79001234565&to=<call_to_number>'
 
 Telegram goes through the real Gateway API client to the built-in simulator at
 {base}/sandbox/telegram/ (signed reports come back to {base}/webhooks/telegram);

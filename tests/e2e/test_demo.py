@@ -114,9 +114,65 @@ async def _callbacks(client: httpx.AsyncClient, wanted: set[str]) -> list[dict[s
 
     async def loop() -> list[dict[str, object]]:
         while True:
-            got = (await client.get("/demo/callbacks")).json()
+            got = [c for c in (await client.get("/demo/callbacks")).json()
+                   if isinstance(c.get("body"), dict) and "request_id" in c["body"]]
             if wanted <= {c["body"]["request_id"] for c in got}:
                 return list(got)
             await asyncio.sleep(0.1)
 
     return await asyncio.wait_for(loop(), 30)
+
+
+async def test_demo_ssms_api_and_wait_call(backend: str, db_url: str, tmp_path: Path) -> None:
+    """The banner's ssms lines: push_msg over the built-in SMSC, its report and status
+    callback; wait_call, the subscriber's call through the sandbox, and the GET to the hook."""
+    port = _free_port()
+    env = dict(os.environ, KASKAD_LOG_LEVEL="warning", KASKAD_SANDBOX__REPORT_DELAY_S="0.05")
+    if backend == "postgres":
+        env["KASKAD_DATABASE_URL"] = db_url
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kaskad", "demo", "--port", str(port),
+        "--data-dir", str(tmp_path / "data"), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    try:
+        assert demo.stdout is not None
+        banner = await _read_until(demo.stdout, r"^Press Ctrl\+C", 60)
+        push = re.search(r"^curl -s '(\S+method=push_msg\S+)'$", banner, re.M)
+        wait = re.search(r"^curl -s '(\S+method=wait_call\S+)'$", banner, re.M)
+        assert push and wait, banner
+        async with httpx.AsyncClient(timeout=10) as client:
+            sent = (await client.get(push.group(1))).json()["response"]
+            assert sent["msg"]["err_code"] == "0", sent
+            report_url = push.group(1).replace("method=push_msg", "method=get_msg_report")
+            report_url = report_url.split("&phone=")[0] + f"&id={sent['data']['id']}"
+
+            async def delivered() -> dict[str, object]:
+                while True:
+                    data = (await client.get(report_url)).json()["response"]["data"]
+                    if data["last_update"]:
+                        return dict(data)
+                    await asyncio.sleep(0.05)
+
+            report = await asyncio.wait_for(delivered(), 20)
+            assert report["state"] == 1 and report["credits"] == "3.50"
+            waiting = (await client.get(wait.group(1))).json()["response"]["data"]
+            called = (await client.post(f"http://127.0.0.1:{port}/sandbox/calls", params={
+                "from": "79001234565", "to": waiting["call_to_number"]})).json()
+            assert called == {"disposition": "matched"}
+
+            async def inbox() -> list[dict[str, object]]:
+                while True:
+                    got = (await client.get(f"http://127.0.0.1:{port}/demo/callbacks")).json()
+                    hooks = [c for c in got if c.get("method") == "GET"]
+                    statuses = [c for c in got if isinstance(c.get("body"), dict)
+                                and c["body"].get("id") == sent["data"]["id"]]
+                    if hooks and statuses:
+                        return [*hooks, *statuses]
+                    await asyncio.sleep(0.05)
+
+            hook, status = await asyncio.wait_for(inbox(), 20)
+            assert hook["query"]["id_call"] == waiting["id_call"]  # type: ignore[index]
+            assert status["body"]["state"] == 1  # type: ignore[index]
+    finally:
+        demo.terminate()
+        await asyncio.wait_for(demo.wait(), 30)

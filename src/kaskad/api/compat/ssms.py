@@ -15,7 +15,9 @@ from urllib.parse import parse_qsl
 
 import orjson
 import structlog
+from starlette.requests import Request
 
+from kaskad.api.seed import read_body
 from kaskad.bootstrap import Gateway
 from kaskad.domain import ssms
 from kaskad.domain.account_settings import AccountSettings
@@ -272,13 +274,9 @@ async def read_params(scope: Mapping[str, Any], receive: Any, limit: int) -> dic
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     ctype = headers.get("content-type", "").lower()
     if ctype.startswith("multipart/form-data"):
-        from starlette.requests import Request
-
         form = await Request(dict(scope), receive).form(max_files=0, max_fields=200)
         params.update({k: v for k, v in form.items() if isinstance(v, str)})
         return params
-    from kaskad.api.seed import read_body
-
     body = await read_body(receive, headers, limit)
     if not body:
         return params

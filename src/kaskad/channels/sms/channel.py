@@ -40,7 +40,7 @@ class SmsChannel:
     def __init__(self, connectors: Sequence[SmppConnector], sink: ReportSink, *,
                  sender: str, route: Callable[[str], Sequence[SmppConnector]] | None = None,
                  mo_sink: Callable[[str, MobileOriginated], None] | None = None) -> None:
-        self.connectors = list(connectors)
+        self.connectors = connectors
         self.sink = sink
         self.mo_sink = mo_sink
         self.sender = sender
@@ -48,10 +48,26 @@ class SmsChannel:
         self._refs = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
+    @property
+    def connectors(self) -> list[SmppConnector]:
+        return self._connectors
+
+    @connectors.setter
+    def connectors(self, value: Sequence[SmppConnector]) -> None:
+        self._connectors = list(value)
+        self._routes: dict[str, list[SmppConnector]] = {}
+
     def _by_direction(self, direction: str) -> list[SmppConnector]:
-        """Connectors whose routes cover the direction, in their declared (priority) order."""
-        return [c for c in self.connectors
-                if not direction or direction_matches(c.settings.routes, direction)]
+        """Connectors whose routes cover the direction, in their declared (priority) order
+        (remembered per direction: routes change only with the connectors)."""
+        found = self._routes.get(direction)
+        if found is None:
+            found = [c for c in self._connectors
+                     if not direction or direction_matches(c.settings.routes, direction)]
+            if len(self._routes) > 10_000:
+                self._routes.clear()
+            self._routes[direction] = found
+        return found
 
     async def send(self, delivery: Delivery) -> SendResult:
         text = delivery.text if delivery.text is not None else code_text(delivery.code,
