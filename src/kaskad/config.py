@@ -53,6 +53,9 @@ class ConnectorSettings(BaseModel):
     submit_timeout_s: float = 10.0
     max_throttle_wait_s: float = 60.0
     enquire_link_s: float = 30.0
+    tls: bool = False  # SMPP over TLS (e.g. port 3550 at many SMSCs)
+    tls_verify: bool = True  # check the SMSC's certificate and host name
+    tls_ca_file: str = ""  # a CA bundle for an SMSC whose certificate a private CA signed
     # Directions this connector carries ("*", "RU", "RU:mts"...); connectors are tried in the
     # order they are declared, among those whose routes cover the number's direction.
     routes: list[str] = Field(default_factory=lambda: ["*"])

@@ -285,3 +285,56 @@ async def _by_msg_id(gw: Gateway, msg_id: int) -> str:
     async with gw.db.read() as conn:
         return str((await conn.execute(select(verifications.c.request_id).where(
             verifications.c.msg_id == msg_id))).scalar_one())
+
+
+async def test_smpp_over_tls(smsc: SmscSimulator, tmp_path: Any) -> None:
+    """A connector with `tls = true` binds through a TLS front (stunnel-like, with a cert for
+    127.0.0.1 that the connector verifies against `tls_ca_file`) and submits over it."""
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", smsc.port)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, ssl.SSLError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    front = await asyncio.start_server(relay, "127.0.0.1", 0, ssl=server_ctx)
+    port = front.sockets[0].getsockname()[1]
+    receipts: list[Any] = []
+    connector = SmppConnector(ConnectorSettings(
+        name="tls", host="127.0.0.1", port=port, system_id="kaskad", password="secret",
+        tls=True, tls_ca_file=str(cert)), on_receipt=lambda _n, r: receipts.append(r))
+    untrusted = SmppConnector(ConnectorSettings(
+        name="untrusted", host="127.0.0.1", port=port, system_id="kaskad", password="secret",
+        tls=True), on_receipt=lambda _n, r: None)
+    try:
+        await connector.start()
+        assert await connector.wait_bound(10)
+        seg = segment("Код 1234")
+        result = await connector.submit(Part("Kaskad", SMS_DELIVERS, seg.encoding,
+                                             seg.payloads()[0]))
+        assert result.verdict is SubmitVerdict.ACCEPTED
+        await untrusted.start()  # the system CAs do not know our certificate: never bound
+        assert not await untrusted.wait_bound(1.0)
+    finally:
+        await connector.stop()
+        await untrusted.stop()
+        front.close()
+    assert any(p.destination_addr == SMS_DELIVERS for p in smsc.submits)

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import Any
 
 import structlog
 from aiosmpplib import ESME, NPI, TON, BindMode, PhoneNumber, SubmitSm
+from aiosmpplib import esme as esme_module
 from aiosmpplib.correlator import SimpleCorrelator
 from aiosmpplib.hook import AbstractHook
 from aiosmpplib.protocol import SubmitSmResp
@@ -122,6 +124,19 @@ class _Correlator(SimpleCorrelator):
         return None
 
 
+_OPEN_CONNECTION = asyncio.open_connection.__code__
+
+
+def tls_context(s: ConnectorSettings) -> ssl.SSLContext:
+    """The client side of SMPP over TLS: the system's CAs (or `tls_ca_file`), the host name
+    checked, unless `tls_verify` is off (a private SMSC with a self-signed certificate)."""
+    context = ssl.create_default_context(cafile=s.tls_ca_file or None)
+    if not s.tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class _Esme(ESME):
     """aiosmpplib's ESME with two repairs: it closes the streams it lets go of (it half-closes
     on unbind and replaces them on reconnect, which leaked a socket each time), and it leaves
@@ -133,11 +148,22 @@ class _Esme(ESME):
             return _RAW_DELIVER_SM  # the hook parses it; deliver_sm_resp is sent as usual
         return await super()._handle_request(pdu, header)
 
+    tls: ssl.SSLContext | None = None  # set per bind: SMPP over TLS (aiosmpplib has none)
+
     async def connect(self) -> None:
-        old = self._writer
+        old = self._writer  # type: ignore[has-type]
         if old is not None:
             old.close()
         await super().connect()
+
+    async def _socket_operation(self, coro: Any) -> Any:
+        """The library opens plain TCP with no way to pass a TLS context: its connect's
+        open_connection is swapped for the same call over TLS (bind and all else unchanged)."""
+        if self.tls is not None and getattr(coro, "cr_code", None) is _OPEN_CONNECTION:
+            coro.close()
+            coro = asyncio.open_connection(self.smsc_host, self.smsc_port,
+                                           limit=esme_module._NETWORK_BUFFER_LIMIT, ssl=self.tls)
+        return await super()._socket_operation(coro)
 
     async def _disconnect(self) -> None:
         writer = self._writer
@@ -161,6 +187,7 @@ class _Bind:
             hook=_Hook(self), log_level=logging.WARNING, socket_timeout=10.0,
             retry_timer=SimpleExponentialBackoff(min_delay=200, max_increases=6),
             correlator=_Correlator(s.system_id))
+        self.esme.tls = tls_context(s) if s.tls else None
         self.task: asyncio.Task[None] | None = None
 
     @property
