@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
+import subprocess
 from collections.abc import AsyncIterator
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -287,16 +290,20 @@ async def _by_msg_id(gw: Gateway, msg_id: int) -> str:
             verifications.c.msg_id == msg_id))).scalar_one())
 
 
-async def test_smpp_over_tls(smsc: SmscSimulator, tmp_path: Any) -> None:
-    """A connector with `tls = true` binds through a TLS front (stunnel-like, with a cert for
-    127.0.0.1 that the connector verifies against `tls_ca_file`) and submits over it."""
-    import ssl
-    import subprocess
-
+@pytest.fixture
+def tls_cert(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+async def test_smpp_over_tls(smsc: SmscSimulator, tls_cert: tuple[Path, Path]) -> None:
+    """A connector with `tls = true` binds through a TLS front (stunnel-like, with a cert for
+    127.0.0.1 that the connector verifies against `tls_ca_file`) and submits over it."""
+    cert, key = tls_cert
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(cert, key)
 
