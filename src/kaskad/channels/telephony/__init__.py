@@ -1,0 +1,1 @@
+"""Telephony over SIP: voice-code calls, flash calls and incoming-call verification."""

@@ -1,0 +1,153 @@
+"""RTP (RFC 3550) for one-way prompts: header packing, a drift-free sender, receive statistics.
+
+The sender schedules packet n at start + n * 20 ms on the monotonic loop clock, so a late wake-up
+is caught up by the next packets instead of pushing every later packet back (which a
+sleep(0.02) loop does: its error accumulates).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+PCMU = 0
+SAMPLES_PER_PACKET = 160  # 20 ms at 8 kHz
+PACKET_INTERVAL = 0.02
+HEADER = struct.Struct("!BBHII")
+
+
+@dataclass(frozen=True, slots=True)
+class RtpHeader:
+    payload_type: int
+    sequence: int
+    timestamp: int
+    ssrc: int
+    marker: bool = False
+
+
+def pack_rtp(header: RtpHeader, payload: bytes) -> bytes:
+    """Version 2, no padding, no extension, no CSRC: all a PCMU prompt needs."""
+    second = (0x80 if header.marker else 0) | (header.payload_type & 0x7F)
+    return HEADER.pack(0x80, second, header.sequence & 0xFFFF,
+                       header.timestamp & 0xFFFFFFFF, header.ssrc & 0xFFFFFFFF) + payload
+
+
+def unpack_rtp(packet: bytes) -> tuple[RtpHeader, bytes] | None:
+    """The header and payload of an RTP v2 packet; None for anything else (RTCP, garbage)."""
+    if len(packet) < HEADER.size or packet[0] >> 6 != 2:
+        return None
+    first, second, sequence, timestamp, ssrc = HEADER.unpack_from(packet)
+    offset = HEADER.size + 4 * (first & 0x0F)
+    if len(packet) < offset:
+        return None
+    return RtpHeader(second & 0x7F, sequence, timestamp, ssrc, bool(second & 0x80)), \
+        packet[offset:]
+
+
+def packetise(audio: bytes, size: int = SAMPLES_PER_PACKET, fill: int = 0xFF) -> list[bytes]:
+    """Cut mu-law audio into 20 ms payloads; the last one is padded with mu-law silence."""
+    chunks = [audio[i:i + size] for i in range(0, len(audio), size)]
+    if chunks and len(chunks[-1]) < size:
+        chunks[-1] = chunks[-1] + bytes([fill]) * (size - len(chunks[-1]))
+    return chunks
+
+
+def stream_headers(count: int, ssrc: int, first_sequence: int, first_timestamp: int,
+                   payload_type: int = PCMU) -> list[RtpHeader]:
+    """Headers for `count` consecutive packets: marker on the first (start of a talkspurt)."""
+    return [RtpHeader(payload_type, (first_sequence + n) & 0xFFFF,
+                      (first_timestamp + n * SAMPLES_PER_PACKET) & 0xFFFFFFFF, ssrc, n == 0)
+            for n in range(count)]
+
+
+class _Socket(asyncio.DatagramProtocol):
+    def __init__(self, stats: RtpStats | None) -> None:
+        self.stats = stats
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.stats is not None:
+            self.stats.on_packet(data, asyncio.get_running_loop().time())
+
+
+class RtpSession:
+    """One local RTP port: sends a prompt with exact pacing, counts what it receives."""
+
+    def __init__(self, transport: asyncio.DatagramTransport, stats: RtpStats) -> None:
+        self.transport = transport
+        self.stats = stats
+        self.ssrc = int.from_bytes(os.urandom(4), "big")
+        self.sent = 0
+
+    @classmethod
+    async def open(cls, host: str) -> RtpSession:
+        stats = RtpStats()
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Socket(stats),
+                                                           local_addr=(host, 0))
+        return cls(transport, stats)
+
+    @property
+    def port(self) -> int:
+        return int(self.transport.get_extra_info("sockname")[1])
+
+    async def play(self, payloads: Sequence[bytes], remote: tuple[str, int]) -> None:
+        loop = asyncio.get_running_loop()
+        first_seq = int.from_bytes(os.urandom(2), "big")
+        first_ts = int.from_bytes(os.urandom(4), "big")
+        headers = stream_headers(len(payloads), self.ssrc, first_seq, first_ts)
+        start = loop.time()
+        for n, (header, payload) in enumerate(zip(headers, payloads, strict=True)):
+            delay = start + n * PACKET_INTERVAL - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.transport.sendto(pack_rtp(header, payload), remote)
+            self.sent += 1
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+@dataclass
+class RtpStats:
+    """What a receiver saw: count, span, RFC 3550 interarrival jitter, gaps between packets."""
+
+    packets: int = 0
+    first_arrival: float | None = None
+    last_arrival: float | None = None
+    jitter_samples: float = 0.0  # in timestamp units (1/8000 s)
+    ssrcs: set[int] = field(default_factory=set)
+    intervals: list[float] = field(default_factory=list)
+    markers: int = 0
+    _transit: float | None = None
+
+    def on_packet(self, data: bytes, arrival: float) -> None:
+        parsed = unpack_rtp(data)
+        if parsed is None:
+            return
+        header, _ = parsed
+        self.packets += 1
+        self.markers += header.marker
+        self.ssrcs.add(header.ssrc)
+        if self.last_arrival is not None:
+            self.intervals.append(arrival - self.last_arrival)
+        if self.first_arrival is None:
+            self.first_arrival = arrival
+        self.last_arrival = arrival
+        transit = arrival * 8000 - header.timestamp
+        if self._transit is not None:
+            self.jitter_samples += (abs(transit - self._transit) - self.jitter_samples) / 16
+        self._transit = transit
+
+    @property
+    def duration(self) -> float:
+        if self.first_arrival is None or self.last_arrival is None:
+            return 0.0
+        return self.last_arrival - self.first_arrival
+
+    @property
+    def jitter_ms(self) -> float:
+        return self.jitter_samples / 8.0
