@@ -70,7 +70,7 @@ async def test_flash_call_answered_before_cancel_is_acked_and_hung_up(
     assert result.delivered
     await phones.wait_until(lambda: phones.calls[0].ended.is_set())
     call = phones.calls[0]
-    assert call.answered and call.hung_up_by_caller or call.cancelled
+    assert (call.answered and call.hung_up_by_caller) or call.cancelled
 
 
 async def test_unreachable_proxy_is_a_temporary_failure(stack: SipStack) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 from aiosipua.message import SipRequest, SipResponse, missing_required_headers
-from aiosipua.transport import TcpSipTransport, UdpSipTransport, _response_destination
+from aiosipua.transport import _response_destination
 from aiosipua.utils import format_addr, generate_branch
 
 from kaskad.channels.telephony.transactions import (
@@ -27,6 +27,7 @@ from kaskad.channels.telephony.transactions import (
     branch_key,
     response_to,
 )
+from kaskad.channels.telephony.transports import TcpTransport, UdpTransport
 
 log = structlog.get_logger(__name__)
 
@@ -49,8 +50,8 @@ class SipStack:
         self.handler = handler or _reject_all
         self.timers = timers or Timers()
         self.user_agent = user_agent
-        self.udp: UdpSipTransport | None = None
-        self.tcp: TcpSipTransport | None = None
+        self.udp: UdpTransport | None = None
+        self.tcp: TcpTransport | None = None
         self.dialogs: dict[str, RequestHandler] = {}  # Call-ID -> handler of in-dialog requests
         self._clients: dict[str, ClientTransaction] = {}
         self._servers: dict[str, ServerTransaction] = {}
@@ -65,20 +66,18 @@ class SipStack:
         """Bind UDP first, then TCP on the same port number (port 0 picks one for both)."""
         for attempt in range(20):
             if "udp" in self.kinds:
-                self.udp = UdpSipTransport(local_addr=(self.host, self.port))
+                self.udp = UdpTransport(local_addr=(self.host, self.port))
                 self.udp.on_message = self._on_udp
                 await self.udp.start()
-                assert self.udp._udp_transport is not None
-                bound = self.udp._udp_transport.get_extra_info("sockname")[1]
+                bound = self.udp.bound_port
             else:
                 bound = self.port
             try:
                 if "tcp" in self.kinds:
-                    self.tcp = TcpSipTransport(local_addr=(self.host, bound))
+                    self.tcp = TcpTransport(local_addr=(self.host, bound))
                     self.tcp.on_message = self._on_tcp
                     await self.tcp.start()
-                    assert self.tcp._server is not None
-                    bound = self.tcp._server.sockets[0].getsockname()[1]
+                    bound = self.tcp.bound_port
             except OSError:
                 if self.udp is not None:
                     await self.udp.stop()
