@@ -170,6 +170,8 @@ class _Attempt:
                 return self.result(False, CallEnd.NETWORK, final.status_code, "auth refused")
             txn = await self.stack.request(retry, self.caller.proxy, self.dialog.kind)
             final = await self._until_final(txn)
+        if txn.timed_out:
+            return self.result(False, CallEnd.NETWORK, final.status_code, "no answer at all")
         if final.status_code >= 300:
             end = end_for_status(final.status_code)
             if self.payloads is None and self.rang and final.status_code == 487:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import random
 import re
+from urllib.parse import unquote
 
 from kaskad.channels.telephony.settings import FlashRange
 
-_URI_USER = re.compile(r"(?:sips?|tel):\+?([^@;>\s]+)", re.IGNORECASE)
+_URI_USER = re.compile(r"(?:sips?|tel):([^@;>\s]+)", re.IGNORECASE)
 _VISUAL_SEPARATORS = re.compile(r"[\s().\-]")
 
 
 def uri_user(header_value: str) -> str:
     """The user part of the first SIP/tel URI in a header value ('' when there is none)."""
     match = _URI_USER.search(header_value)
-    return match.group(1) if match else ""
+    return unquote(match.group(1)) if match else ""
 
 
 def normalise_number(raw: str) -> str:

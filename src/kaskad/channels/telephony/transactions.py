@@ -106,6 +106,7 @@ class ClientTransaction:
         self.responses: asyncio.Queue[SipResponse] = asyncio.Queue()
         self.final: SipResponse | None = None
         self.provisional_seen = False
+        self.timed_out = False  # the final response is our timer B/F stand-in, not the peer's
         self.ack: SipRequest | None = None
         self._timer = asyncio.get_running_loop().create_task(self._run_timers())
 
@@ -119,6 +120,7 @@ class ClientTransaction:
                 return  # the TU's ring timeout (then CANCEL) takes over
             wait = min(interval, deadline - loop.time())
             if wait <= 0:
+                self.timed_out = True
                 self.on_response(timeout_response(self.request))
                 return
             await asyncio.sleep(wait)
