@@ -92,3 +92,19 @@ async def test_digest_challenge_is_answered(stack: SipStack) -> None:
         assert refused.status == 407 and refused.end is CallEnd.NETWORK
     finally:
         await phones.stop()
+
+
+async def test_channels_map_calls_onto_cascade_outcomes(stack: SipStack,
+                                                        phones: PhoneNetwork) -> None:
+    from kaskad.channels.base import Channel, Delivery
+    from kaskad.channels.telephony.channel import FlashCallChannel, VoiceChannel
+
+    caller = SipCaller(stack, trunk_to(phones.address))
+    phones.overrides["79001234561"] = Phone.BUSY
+    phones.overrides["79001234565"] = Phone.RINGS
+    voice: Channel = VoiceChannel(caller)
+    flash: Channel = FlashCallChannel(caller)
+    busy = await voice.send(Delivery("r1", "a1", 1, "79001234561", "1234"))
+    assert busy.outcome is Outcome.NOT_DELIVERED and busy.detail.startswith("busy (486)")
+    rang = await flash.send(Delivery("r2", "a2", 1, "79001234565", "1234"))
+    assert rang.outcome is Outcome.DELIVERED and rang.provider_ref

@@ -122,7 +122,14 @@ class RtpStats:
     ssrcs: set[int] = field(default_factory=set)
     intervals: list[float] = field(default_factory=list)
     markers: int = 0
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
     _transit: float | None = None
+
+    async def wait_for(self, packets: int) -> None:
+        """Until `packets` have arrived (callers bound it with asyncio.timeout)."""
+        while self.packets < packets:
+            self.arrived.clear()
+            await self.arrived.wait()
 
     def on_packet(self, data: bytes, arrival: float) -> None:
         parsed = unpack_rtp(data)
@@ -130,6 +137,7 @@ class RtpStats:
             return
         header, _ = parsed
         self.packets += 1
+        self.arrived.set()
         self.markers += header.marker
         self.ssrcs.add(header.ssrc)
         if self.last_arrival is not None:
