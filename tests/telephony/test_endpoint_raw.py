@@ -10,6 +10,7 @@ import pytest
 from kaskad.channels.telephony.calls import CallEnd, SipCaller
 from kaskad.channels.telephony.incoming import IncomingCalls
 from kaskad.channels.telephony.stack import SipStack
+from kaskad.channels.telephony.transactions import ServerTransaction
 from tests.telephony.conftest import trunk_to
 from tests.telephony.rawsip import RawPeer, ack, invite, raw_peer, to_tag
 
@@ -55,7 +56,8 @@ async def test_486_is_retransmitted_until_acked(stack: SipStack, peer: RawPeer,
     first = await peer.next()
     assert await peer.next() == first  # timer G: no ACK yet, so the 486 comes again
     peer.send(ack(peer.port, DID, to_tag(first), call_id="raw-2"), stack.address)
-    txn = next(t for t in stack._servers.values() if t.request.call_id == "raw-2")
+    txn = next(t for t in stack._servers.values()
+               if isinstance(t, ServerTransaction) and t.request.call_id == "raw-2")
     async with asyncio.timeout(2):
         await txn.acked.wait()
     assert len(hooked) == 1
@@ -136,3 +138,21 @@ async def test_silent_network_is_a_temporary_failure(stack: SipStack, peer: RawP
         "79001234561", "1234")
     assert result.end is CallEnd.NETWORK and result.status == 408  # timer B stood in
     assert peer.received.qsize() >= 5  # T1-doubling retransmissions within 64*T1
+
+
+async def test_retransmission_after_the_ack_still_gets_the_same_answer(
+        stack: SipStack, peer: RawPeer, hooked: list[tuple[str, str, str]]) -> None:
+    peer.send(invite(peer.port, DID, call_id="raw-7", branch="z9hG4bKraw7"), stack.address)
+    assert await peer.next_status() == 100
+    first = await peer.next()
+    peer.send(ack(peer.port, DID, to_tag(first), call_id="raw-7", branch="z9hG4bKraw7"),
+              stack.address)
+    txn = next(t for t in stack._servers.values()
+               if isinstance(t, ServerTransaction) and t.request.call_id == "raw-7")
+    async with asyncio.timeout(2):
+        await txn.acked.wait()
+    stack._shrink(txn)  # what the linger does next: keep only the answer's bytes
+    assert not isinstance(stack._servers[txn.key], ServerTransaction)
+    peer.send(invite(peer.port, DID, call_id="raw-7", branch="z9hG4bKraw7"), stack.address)
+    assert await peer.next() == first
+    assert len(hooked) == 1

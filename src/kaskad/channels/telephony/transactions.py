@@ -176,6 +176,7 @@ class ServerTransaction:
         self.acked = asyncio.Event()
         self.cancelled = asyncio.Event()
         self.to_tag = generate_tag()
+        self.source: tuple[str, int] = ("", 0)  # where the request came from
         self._retransmit: asyncio.Task[None] | None = None
 
     @property
