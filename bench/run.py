@@ -490,6 +490,7 @@ async def run_backend(args: argparse.Namespace, name: str, stamp: str) -> dict[s
                          # the foundation's figures: cascade and storage, channels in-process
                          # (bench/telegram.py measures the Telegram client over HTTP)
                          "KASKAD_TELEGRAM_MODE": "inprocess", "KASKAD_SMS_MODE": "inprocess",
+                         "KASKAD_TELEPHONY_MODE": "inprocess",
                          "KASKAD_AUTH_CACHE_TTL_S": "5", **dict(args.server_env)})
         profile_out = (RESULTS_DIR / f"{stamp}-{name}-cprofile.txt"
                        if args.profile == "cprofile" else None)

@@ -118,7 +118,8 @@ async def run_case(args: argparse.Namespace, backend_name: str, binds: int,
                                  foundation.clean_env(base))
         env = foundation.clean_env({
             **base, "KASKAD_CONFIG": str(config), "KASKAD_SMS_MODE": "smpp",
-            "KASKAD_TELEGRAM_MODE": "inprocess", "KASKAD_AUTH_CACHE_TTL_S": "5",
+            "KASKAD_TELEGRAM_MODE": "inprocess", "KASKAD_TELEPHONY_MODE": "inprocess",
+            "KASKAD_AUTH_CACHE_TTL_S": "5",
             "KASKAD_CALLBACK_CONCURRENCY": "256"})
         server = await foundation.start_server(args, env, results / f"{tag}-server.log", None,
                                                port)

@@ -75,6 +75,7 @@ async def run_backend(args: argparse.Namespace, name: str, stamp: str) -> dict[s
         key = await foundation.setup_database(foundation.clean_env(base))
         env = foundation.clean_env({
             **base, "KASKAD_TELEGRAM_MODE": "gateway", "KASKAD_SMS_MODE": "inprocess",
+            "KASKAD_TELEPHONY_MODE": "inprocess",
             "KASKAD_TELEGRAM_URL": f"http://127.0.0.1:{sim_port}/",
             "KASKAD_TELEGRAM_TOKEN": TOKEN, "KASKAD_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "KASKAD_SANDBOX__REPORT_DELAY_S": "0.05", "KASKAD_AUTH_CACHE_TTL_S": "5"})

@@ -127,7 +127,7 @@ def make_settings(db_url: str, **overrides: Any) -> Settings:
         auth_cache_ttl_s=0.0, poll_interval_s=0.05, lease_s=5.0, telegram_timeout_s=1.0,
         sms_timeout_s=2.0, voice_timeout_s=2.0, retry_backoff_s=0.05,
         callback_backoff_s=0.05, callback_backoff_cap_s=0.2, telegram_mode="inprocess",
-        sms_mode="inprocess",
+        sms_mode="inprocess", telephony_mode="inprocess",
     )
     base["sandbox"] = {"report_delay_s": 0.02, "slow_delay_s": 0.2}
     base.update(overrides)

@@ -9,6 +9,7 @@ from typing import Any
 import structlog
 from sqlalchemy import func, select
 
+from kaskad.bootstrap_telephony import TelephonyWiring
 from kaskad.channels.base import Channel, Delivery, ReportSink
 from kaskad.channels.incoming_call import IncomingCallChannel
 from kaskad.channels.sandbox import sandbox_channels
@@ -105,7 +106,11 @@ class Gateway:
         self._numbering_task: asyncio.Task[None] | None = None
         self._senders: dict[int, tuple[float, str | None]] = {}
         self._dialing: set[asyncio.Task[str]] = set()
-        self.sandbox_calls = True  # incoming calls come from the sandbox (no SIP trunk yet)
+        # the sandbox's subscribers place calls on demand (POST /sandbox/calls)
+        self.sandbox_calls = settings.effective_telephony_mode != "sip"
+        self.telephony = TelephonyWiring(
+            settings, on_call=lambda caller, callee: self.incoming_calls.on_call(caller, callee),
+            lang_of=self._lang_of)
         factory = channels or self._sandbox
         self.channels = list(factory(self.reports))
         self.engine.channels = {c.name: c for c in self.channels}
@@ -124,10 +129,10 @@ class Gateway:
         self.wait_call = WaitCall(
             db=self.db, batcher=self.batcher, create_op=self.create_op, engine=self.engine,
             clock=clock, node_id=settings.node_id, lease_s=settings.lease_s,
-            pool=lambda: self.settings.telephony.pool, direction_of=self._direction)
+            pool=self.telephony.pool, direction_of=self._direction)
         self.incoming_calls = IncomingCalls(
             db=self.db, batcher=self.batcher, reports_op=self.reports_op,
-            after=self.reports.after, clock=clock, pool=lambda: self.settings.telephony.pool)
+            after=self.reports.after, clock=clock, pool=self.telephony.pool)
         self.callbacks = CallbackSender(
             batcher=self.batcher, claim_op=ClaimOutbox(self.db), finish_op=FinishOutbox(self.db),
             clock=clock, timeout_s=settings.callback_timeout_s,
@@ -139,6 +144,10 @@ class Gateway:
             poll_interval_s=settings.poll_interval_s)
         self.bus.listen(self._on_change)
         self.started = False
+
+    async def _lang_of(self, account_id: int) -> str:
+        """The language of what a subscriber hears or reads for this account (voice prompts)."""
+        return (await self.account_settings.get(account_id)).lang
 
     def _direction(self, digits: str, country: str) -> str:
         """The direction tariffs and routes use: "RU:mts" when the numbering plan knows it."""
@@ -155,7 +164,7 @@ class Gateway:
         caller, callee = delivery.number, delivery.call_to
 
         def dial() -> None:
-            task = asyncio.create_task(self.incoming_calls.on_call(caller, callee))
+            task = asyncio.create_task(self.telephony.place_call(caller, callee))
             self._dialing.add(task)
             task.add_done_callback(self._dialing.discard)
 
@@ -168,7 +177,12 @@ class Gateway:
         world = World(sb.rules)
         channels: list[Channel] = list(sandbox_channels(world, sink, sb.report_delay_s,
                                                         sb.slow_delay_s))
-        channels.append(IncomingCallChannel(on_wait=self._sandbox_subscriber_calls))
+        channels.append(IncomingCallChannel(
+            on_wait=None if self.telephony.mode == "sip" else self._sandbox_subscriber_calls))
+        if self.telephony.uses_sip:  # voice and flash calls over SIP instead of in-process
+            channels = [c for c in channels
+                        if c.name not in (ChannelName.VOICE, ChannelName.FLASH_CALL)]
+            channels += [self.telephony.voice, self.telephony.flash]
         mode = self.settings.effective_telegram_mode
         if mode != "inprocess":
             channels = [c for c in channels if c.name is not ChannelName.TELEGRAM]
@@ -327,6 +341,7 @@ class Gateway:
         self._numbering_task = asyncio.create_task(self._refresh_numbering())
         self.batcher.start()
         await self._start_smsc_simulator()
+        await self.telephony.start()
         for channel in self.channels:
             starter = getattr(channel, "start", None)
             if starter is not None:
@@ -348,6 +363,7 @@ class Gateway:
         await self.engine.stop()
         for channel in self.channels:
             await channel.close()
+        await self.telephony.stop()
         if self.telegram_sim is not None:
             await self.telegram_sim.stop()
         if self.smsc_sim is not None:

@@ -80,7 +80,7 @@ def _run_admin(fn: Callable[[Admin], Awaitable[T]]) -> T:
     return _with_admin(_settings(), fn)
 
 
-def _serve(settings: Settings, *, demo_inbox: bool, banner: Callable[[], None] | None = None,
+def _serve(settings: Settings, *, demo_inbox: bool, banner: Callable[[Any], None] | None = None,
            migrate: bool = True) -> None:
     from kaskad.api.app import create_app
     from kaskad.bootstrap import Gateway
@@ -100,7 +100,7 @@ def _serve(settings: Settings, *, demo_inbox: bool, banner: Callable[[], None] |
         while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn has no event)
             await asyncio.sleep(0.05)
         if server.started and banner is not None:
-            banner()
+            banner(gw)
         await serving
 
     _run_loop(_main())
@@ -151,6 +151,8 @@ def worker() -> None:
     settings = _settings()
     if settings.sms_mode == "auto" and not settings.smpp.connectors:
         settings.sms_mode = "inprocess"  # the SMSC simulator lives in `serve`, not in workers
+    if settings.telephony_mode == "auto" and not settings.sip.trunks:
+        settings.telephony_mode = "inprocess"  # so do the sandbox phones
 
     async def _main() -> None:
         gw = Gateway(settings)
@@ -193,7 +195,10 @@ def demo(port: int = typer.Option(8765, help="Port on 127.0.0.1."),
     key = _with_admin(settings, _prepare)
     pool = ", ".join(settings.telephony.pool)
 
-    def banner() -> None:
+    def banner(gw: Any) -> None:
+        sip = gw.telephony.address
+        sip_line = (f"Our SIP endpoint: {sip[0]}:{sip[1]} (UDP and TCP); the sandbox phones "
+                    f"answer voice calls and ring for flash calls." if sip else "")
         typer.echo(f"""
 kaskad demo is running at {base}  (SQLite: {settings.effective_database_url})
 API key: {key}
@@ -211,6 +216,10 @@ Balance:             kaskad accounts show demo   (with KASKAD_DATA_DIR={data_dir
 The ssms-family API answers at the root (XML unless format=json), as its clients expect:
 curl -s '{base}/?method=push_msg&format=json&key={key}&phone=79001234564&text=Hello'
 curl -s '{base}/?method=get_msg_report&format=json&key={key}&id=<id>'
+A voice call when the number has no Telegram (seed 002 `resending: voice`, over SIP):
+curl -s {base}/api/send/ -H 'Authorization: {key}' \\
+  -d '{{"number": "79001234564", "resending": "voice"}}'
+{sip_line}
 Verification by the subscriber's call (our numbers: {pool}):
 curl -s '{base}/?method=wait_call&format=json&key={key}&phone=79001234565&call_protection=120'
 then "call" from the subscriber's phone (a sandbox phone that does not call by itself):

@@ -16,6 +16,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from kaskad.channels.telephony.settings import HostPort, SipEndpointSettings
 from kaskad.domain.cascade import Timeouts
 from kaskad.domain.telegram import DEFAULT_URL
 
@@ -67,11 +68,13 @@ class SmppSettings(BaseModel):
 
 
 class TelephonySettings(BaseModel):
-    """Our numbers and calls. `pool`: the DIDs subscribers call for wait_call (E.164 digits);
-    the sandbox's by default."""
+    """Our numbers and calls. `pool`: the DIDs subscribers call for wait_call (E.164 digits) in
+    the sandbox; with SIP trunks, their `dids` are the pool."""
 
     pool: list[str] = Field(default_factory=lambda: [f"7495123000{i}" for i in range(1, 6)],
                             min_length=1)
+    flash_prefix: str = Field(default="7495000", pattern=r"^\d+$")  # sandbox flash caller ids
+    voice_caller: str = Field(default="74951230000", pattern=r"^\d+$")  # sandbox voice calls
 
 
 class Settings(BaseSettings):
@@ -144,6 +147,12 @@ class Settings(BaseSettings):
     numbering_refresh_s: float = 60.0  # how often a changed numbering plan is picked up
     smpp: SmppSettings = Field(default_factory=SmppSettings)
     telephony: TelephonySettings = Field(default_factory=TelephonySettings)
+    # Calls over SIP. "auto": the declared trunks (`[[sip.trunks]]`), else (serve/demo) the
+    # sandbox phone network over loopback SIP; "inprocess": the sandbox without SIP (engine
+    # tests, benchmarks). KASKAD_SIP_LISTEN (host:port) is our SIP endpoint's address.
+    telephony_mode: Literal["auto", "sip", "simulator", "inprocess"] = "auto"
+    sip_listen: str = ""
+    sip: SipEndpointSettings = Field(default_factory=SipEndpointSettings)
     ssms_max_phones: int = 50  # numbers in one push_msg (more: error 629)
     ssms_session_idle_s: float = 24 * 60  # method=login sessions end after this idle time
 
@@ -184,6 +193,19 @@ class Settings(BaseSettings):
         if self.sms_mode == "auto":
             return "smpp" if self.smpp.connectors else "simulator"
         return self.sms_mode
+
+    @property
+    def effective_telephony_mode(self) -> str:
+        if self.telephony_mode == "auto":
+            return "sip" if self.sip.trunks else "simulator"
+        return self.telephony_mode
+
+    @property
+    def sip_endpoint(self) -> SipEndpointSettings:
+        """`sip` with KASKAD_SIP_LISTEN applied."""
+        if not self.sip_listen:
+            return self.sip
+        return self.sip.model_copy(update={"listen": HostPort.parse(self.sip_listen)})
 
     @property
     def effective_telegram_ttl_s(self) -> int:

@@ -16,7 +16,8 @@ def build_router(gw: Gateway) -> APIRouter:
 
     @router.post("/sandbox/calls")
     async def call(request: Request) -> Response:
-        """Form or query: `from` (the subscriber), `to` (a pool number)."""
+        """Form or query: `from` (the subscriber), `to` (a pool number). In serve and demo the
+    call goes over SIP from the sandbox phone network to our endpoint."""
         params = dict(request.query_params)
         if request.headers.get("content-type", "").startswith("application/x-www-form"):
             params.update({k: v for k, v in (await request.form()).items()
@@ -24,7 +25,7 @@ def build_router(gw: Gateway) -> APIRouter:
         caller, callee = params.get("from", ""), params.get("to", "")
         if not caller or not callee:
             return json_response({"error": "from and to are required"}, 400)
-        disposition = await gw.incoming_calls.on_call(caller, callee)
+        disposition = await gw.telephony.place_call(caller, callee)
         return json_response({"disposition": disposition})
 
     return router
