@@ -420,6 +420,17 @@ def simulate_smsc(host: str = typer.Option("127.0.0.1"), port: int = typer.Optio
     _run_loop(serve_forever(host, port, receipt_delay_s=receipt_delay))
 
 
+@simulate_app.command("phones")
+def simulate_phones(listen: str = typer.Option("127.0.0.1:5070", help="host:port (UDP, TCP)")
+                    ) -> None:
+    """Run the sandbox phone network on its own: subscribers' phones behind a SIP trunk.
+
+    Point a trunk at it: [[sip.trunks]] proxy = {host = "127.0.0.1", port = 5070}."""
+    from kaskad.simulators.phones import serve_forever
+
+    _run_loop(serve_forever(listen))
+
+
 @simulate_app.command("telegram")
 def simulate_telegram(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8081),
                       token: str = typer.Option("kaskad-sandbox-token"),

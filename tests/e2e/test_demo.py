@@ -155,6 +155,25 @@ async def test_demo_ssms_api_and_wait_call(backend: str, db_url: str, tmp_path: 
 
             report = await asyncio.wait_for(delivered(), 20)
             assert report["state"] == 1 and report["credits"] == "3.50"
+            # Seed 002's `resending: voice`, as the banner shows it: a call over SIP.
+            voice = re.search(r"^curl -s (\S+) -H 'Authorization: (\S+)' \\\n\s+-d '(.+voice.+)'$",
+                              banner, re.M)
+            assert voice, banner
+            sent_voice = (await client.post(voice.group(1), content=voice.group(3), headers={
+                "Authorization": voice.group(2)})).json()
+            assert sent_voice["resend"] == "voice", sent_voice
+            status_url = f"http://127.0.0.1:{port}/api/status/"
+
+            async def voiced() -> dict[str, object]:
+                while True:
+                    state = (await client.get(status_url, params={
+                        "request_id": sent_voice["request_id"]},
+                        headers={"Authorization": voice.group(2)})).json()
+                    if state["state"] in ("voice", "not_delivered"):
+                        return dict(state)
+                    await asyncio.sleep(0.1)
+
+            assert (await asyncio.wait_for(voiced(), 30))["state"] == "voice"
             waiting = (await client.get(wait.group(1))).json()["response"]["data"]
             called = (await client.post(f"http://127.0.0.1:{port}/sandbox/calls", params={
                 "from": "79001234565", "to": waiting["call_to_number"]})).json()
