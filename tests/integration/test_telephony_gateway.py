@@ -24,6 +24,7 @@ from kaskad.services.wait_call import WaitRequest
 from kaskad.simulators.phones import PhoneNetwork
 from kaskad.storage.schema import incoming_calls
 from tests.helpers import callback_transport
+from tests.integration.test_seed_api import eventually
 
 ANSWERS = "79001234564"  # no Telegram; the phone answers
 NEVER = "79001234565"  # no Telegram; the phone rings and nobody answers
@@ -118,8 +119,17 @@ async def test_wait_call_confirmed_over_sip(sip_gateway: tuple[Gateway, str, Hoo
     assert len(hooks.requests) == 1
     query = parse_qs(urlsplit(str(hooks.requests[0].url)).query)
     assert query["id_call"] == [wait.request_id] and query["phone"] == [ANSWERS]
-    async with gw.db.read() as conn:
-        rows = (await conn.execute(select(incoming_calls.c.caller, incoming_calls.c.disposition)
-                                   .order_by(incoming_calls.c.id))).all()
+    async def recorded() -> list[Any]:
+        async with gw.db.read() as conn:
+            return list((await conn.execute(
+                select(incoming_calls.c.caller, incoming_calls.c.disposition)
+                .order_by(incoming_calls.c.id))).all())
+
+    rows = await eventually(lambda: _at_least(recorded, 4), "four recorded calls")
     assert [tuple(r) for r in rows] == [(ANSWERS, "matched"), ("79001112233", "unknown"),
                                         (ANSWERS, "not_ours"), (ANSWERS, "repeat")]
+
+
+async def _at_least(probe: Any, n: int) -> Any:
+    rows = await probe()
+    return rows if len(rows) >= n else None

@@ -8,6 +8,7 @@ through the callback outbox. The SIP endpoint (or the sandbox's subscriber) call
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,12 @@ from kaskad.domain.numbers import clean_digits, parse_number
 from kaskad.engine.scheduler import Engine
 from kaskad.services.send_code import new_request_id
 from kaskad.storage.batch import WriteBatcher
-from kaskad.storage.call_waits import latest_wait, pool_numbers_in_use, record_call
+from kaskad.storage.call_waits import (
+    CallRecord,
+    RecordCalls,
+    latest_wait,
+    pool_numbers_in_use,
+)
 from kaskad.storage.db import Database
 from kaskad.storage.verifications import (
     Applied,
@@ -121,6 +127,7 @@ class IncomingCalls:
         self.db = db
         self.batcher = batcher
         self.reports_op = reports_op
+        self.record_op = RecordCalls(db)
         self.after = after  # ReportHandler's follow-up: publish the change, wake the outbox
         self.clock = clock
         self.pool = pool
@@ -149,9 +156,13 @@ class IncomingCalls:
             else:
                 request_id = wait.request_id
                 disposition = "repeat" if wait.state is State.CALL else "late"
-        async with self.db.write() as conn:
-            await record_call(conn, caller=caller or caller_raw[:32],
-                              callee=callee or callee_raw[:32], request_id=request_id,
-                              disposition=disposition, now_ms=now_ms)
-        log.info("incoming call", caller=caller, callee=callee, disposition=disposition)
+        future = self.batcher.enqueue(self.record_op, CallRecord(
+            caller or caller_raw, callee or callee_raw, request_id, disposition, now_ms))
+        future.add_done_callback(_log_unrecorded)
+        log.debug("incoming call", caller=caller, callee=callee, disposition=disposition)
         return disposition
+
+
+def _log_unrecorded(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("an incoming call was not recorded", error=repr(future.exception()))

@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kaskad.domain.cascade import FINAL_STATES, State
-from kaskad.storage.schema import incoming_calls, verifications
+from kaskad.storage.batch import BatchConn, BatchOp
+from kaskad.storage.db import Database
+from kaskad.storage.rawsql import RawSql
+from kaskad.storage.schema import verifications
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +45,29 @@ async def latest_wait(conn: AsyncConnection, call_to: str, caller: str) -> Wait 
     return Wait(row[0], state, row[2] is not None and state not in FINAL_STATES)
 
 
-async def record_call(conn: AsyncConnection, *, caller: str, callee: str,
-                      request_id: str | None, disposition: str, now_ms: int) -> None:
-    await conn.execute(insert(incoming_calls).values(
-        caller=caller, callee=callee, request_id=request_id, disposition=disposition,
-        received_at=now_ms))
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    caller: str
+    callee: str
+    request_id: str | None
+    disposition: str
+    received_at: int
+
+
+class RecordCalls(BatchOp[CallRecord, None]):
+    """Every call to a pool number, through the group-commit writer (a call is answered
+    without waiting for its own row: the wait it confirmed is already stored)."""
+
+    name = "record_calls"
+    order = 85
+
+    def __init__(self, db: Database) -> None:
+        self.sql = RawSql(db)
+
+    async def run(self, conn: BatchConn, items: Sequence[CallRecord]) -> list[Exception | None]:
+        await self.sql.execute_many(
+            conn, "INSERT INTO incoming_calls (caller, callee, request_id, disposition, "
+                  "received_at) VALUES (?, ?, ?, ?, ?)",
+            [(i.caller[:32], i.callee[:32], i.request_id, i.disposition, i.received_at)
+             for i in items])
+        return [None] * len(items)
