@@ -48,6 +48,17 @@ class CallChannel:
         lang = await self.lang_of(delivery.account_id)
         return send_result(await self.caller.voice_call(delivery.number, delivery.code, lang))
 
+    @property
+    def max_send_s(self) -> float:
+        """How long one call may take (the engine keeps the step's lease that long): ringing,
+        then for a voice call the prompt twice (an 8-digit code: ~12 s), with margin."""
+        if self.caller is None:
+            return 0.0
+        trunk = self.caller.trunk
+        if self.name is ChannelName.FLASH_CALL:
+            return trunk.flash_timeout + 10.0
+        return trunk.ring_timeout + 30.0
+
     async def close(self) -> None:
         return None  # the SIP endpoint is stopped by TelephonyWiring
 

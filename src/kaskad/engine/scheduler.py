@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import structlog
 
@@ -25,6 +26,8 @@ from kaskad.storage.verifications import (
     Claim,
     ClaimDue,
     RecordOutcomes,
+    Renewal,
+    RenewLeases,
     StepOutcome,
     Verification,
     latest_provider_ref,
@@ -50,9 +53,12 @@ class Engine:
         self.claim_batch = claim_batch
         self.db = db  # reads for reconciliation
         self._slots = asyncio.Semaphore(max_in_flight)
-        # Channels bound their own I/O; this is the backstop, well inside the lease.
+        # Channels bound their own I/O; this is the backstop, well inside the lease. A channel
+        # whose sends take longer (a voice call rings, then plays its prompt) says so with
+        # `max_send_s`, and its lease is renewed while the step runs.
         self.send_timeout_s = lease_s * 0.8
-        self._sending: dict[asyncio.Task[None], float] = {}
+        self.renew_op = RenewLeases(db) if db is not None else None
+        self._sending: dict[asyncio.Task[None], _Running] = {}
         self._overdue: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -143,7 +149,9 @@ class Engine:
                             call_to=v.call_to)
         task = asyncio.current_task()
         assert task is not None
-        self._sending[task] = self.clock() + self.send_timeout_s
+        now = self.clock()
+        limit = max(self.send_timeout_s, float(getattr(channel, "max_send_s", 0.0)))
+        self._sending[task] = _Running(now + limit, v.request_id, v.version, now + self.lease_s)
         try:
             return await channel.send(delivery)
         except asyncio.CancelledError:
@@ -181,9 +189,38 @@ class Engine:
         return SendResult(found.outcome, ref, found.detail, found.cost)
 
     def _watchdog(self) -> None:
-        """Cancel sends that outlived `send_timeout_s` (one sweep instead of a timer each)."""
+        """Cancel sends that outlived their time, and renew the leases of those still running
+        past half their lease (one sweep per poll instead of a timer each)."""
         now = self.clock()
-        for task, deadline in list(self._sending.items()):
-            if deadline < now and task not in self._overdue:
+        renewals = []
+        for task, running in list(self._sending.items()):
+            if running.deadline < now and task not in self._overdue:
                 self._overdue.add(task)
                 task.cancel()
+            elif running.lease_until - now < self.lease_s / 2:
+                running.lease_until = now + self.lease_s
+                renewals.append(Renewal(running.request_id, running.version, self.node_id,
+                                        to_ms(running.lease_until)))
+        if renewals and self.renew_op is not None:
+            for renewal in renewals:
+                future = self.batcher.enqueue(self.renew_op, renewal)
+                future.add_done_callback(_log_lost_lease)
+
+
+@dataclass(slots=True)
+class _Running:
+    """A step being sent: when to give up on it, and the lease it holds meanwhile."""
+
+    deadline: float
+    request_id: str
+    version: int
+    lease_until: float
+
+
+def _log_lost_lease(future: asyncio.Future[bool]) -> None:
+    if future.cancelled():
+        return
+    if future.exception() is not None:
+        log.warning("a lease renewal failed", error=repr(future.exception()))
+    elif not future.result():
+        log.warning("a running step lost its lease (another node may have taken it)")

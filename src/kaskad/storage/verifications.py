@@ -363,6 +363,35 @@ class ClaimDue(BatchOp[Claim, list[Verification]]):
         return out
 
 
+@dataclass(slots=True)
+class Renewal:
+    """Keep holding a verification whose step is still running (a voice call outlasts a
+    lease): only while this node still holds it at `version`."""
+
+    request_id: str
+    version: int
+    owner: str
+    lease_until_ms: int
+
+
+class RenewLeases(BatchOp[Renewal, bool]):
+    name = "renew_leases"
+    order = 25
+
+    def __init__(self, db: Database) -> None:
+        self.sql = RawSql(db)
+
+    async def run(self, conn: BatchConn, items: Sequence[Renewal]) -> list[bool | Exception]:
+        out: list[bool | Exception] = []
+        for item in items:
+            rows = await self.sql.fetch(
+                conn, "UPDATE verifications SET lease_until = ? WHERE request_id = ? "
+                      "AND lease_token = ? AND lease_owner = ? RETURNING request_id",
+                item.lease_until_ms, item.request_id, item.version, item.owner)
+            out.append(bool(rows))
+        return out
+
+
 # --------------------------------------------------------------------------- transitions
 
 
