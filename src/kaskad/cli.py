@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import os
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -82,28 +85,77 @@ def _run_admin(fn: Callable[[Admin], Awaitable[T]]) -> T:
 
 def _serve(settings: Settings, *, demo_inbox: bool, banner: Callable[[Any], None] | None = None,
            migrate: bool = True) -> None:
+    if settings.workers <= 1:
+        _run_loop(_serve_main(settings, demo_inbox=demo_inbox, banner=banner, migrate=migrate))
+        return
+    _serve_workers(settings, demo_inbox=demo_inbox, banner=banner, migrate=migrate)
+
+
+async def _serve_main(settings: Settings, *, demo_inbox: bool,
+                      banner: Callable[[Any], None] | None, migrate: bool,
+                      sock: socket.socket | None = None) -> None:
     from kaskad.api.app import create_app
     from kaskad.bootstrap import Gateway
 
-    async def _main() -> None:
-        gw = Gateway(settings)
-        if migrate:
-            await upgrade(gw.db)
-        app_ = create_app(gw, demo_inbox=demo_inbox)
-        _tune_gc()
-        config = uvicorn.Config(app_, host=settings.host, port=settings.port,
-                                log_level="warning", access_log=False, lifespan="on",
-                                proxy_headers=settings.proxy_headers,
-                                loop="none", http="httptools", timeout_graceful_shutdown=5)
-        server = uvicorn.Server(config)
-        serving = asyncio.create_task(server.serve())
-        while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn has no event)
-            await asyncio.sleep(0.05)
-        if server.started and banner is not None:
-            banner(gw)
-        await serving
+    gw = Gateway(settings)
+    if migrate:
+        await upgrade(gw.db)
+    app_ = create_app(gw, demo_inbox=demo_inbox)
+    _tune_gc()
+    config = uvicorn.Config(app_, host=settings.host, port=settings.port,
+                            log_level="warning", access_log=False, lifespan="on",
+                            proxy_headers=settings.proxy_headers,
+                            loop="none", http="httptools", timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[sock] if sock is not None else None))
+    while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn has no event)
+        await asyncio.sleep(0.05)
+    if server.started and banner is not None:
+        banner(gw)
+    await serving
 
-    _run_loop(_main())
+
+def _serve_workers(settings: Settings, *, demo_inbox: bool,
+                   banner: Callable[[Any], None] | None, migrate: bool) -> None:
+    """`KASKAD_WORKERS=N`: N serving processes on one listening socket (the kernel spreads the
+    connections), each a full node with its own engine and writer, like N hosts sharing the
+    database. The built-in simulators keep state per process, so they need one worker."""
+    modes = (settings.effective_telegram_mode, settings.effective_sms_mode,
+             settings.effective_telephony_mode)
+    if "simulator" in modes:
+        typer.echo("KASKAD_WORKERS > 1 needs real providers or KASKAD_*_MODE=inprocess: the "
+                   f"built-in simulators run in one process (modes: {', '.join(modes)})",
+                   err=True)
+        raise typer.Exit(2)
+    if migrate:
+        _with_admin(settings, _no_op)
+    sock = socket.create_server((settings.host, settings.port), backlog=4096,
+                                reuse_port=False)
+    children = []
+    for index in range(settings.workers):
+        pid = os.fork()
+        if pid == 0:  # a worker: its own event loop, database connections and node id
+            node = settings.model_copy(update={"node_id": f"{settings.node_id}-w{index}"})
+            _run_loop(_serve_main(node, demo_inbox=demo_inbox,
+                                  banner=banner if index == 0 else None, migrate=False,
+                                  sock=sock))
+            os._exit(0)
+        children.append(pid)
+    sock.close()
+
+    def _forward(signum: int, _frame: object) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    signal.signal(signal.SIGTERM, _forward)
+    signal.signal(signal.SIGINT, _forward)
+    for child in children:
+        os.waitpid(child, 0)
+
+
+async def _no_op(_: Admin) -> None:
+    return None
 
 
 def _tune_gc() -> None:
@@ -127,11 +179,7 @@ def _run_loop(main: Awaitable[None]) -> None:
 @app.command()
 def migrate() -> None:
     """Create or upgrade the database schema."""
-
-    async def _nothing(_: Admin) -> None:
-        return None
-
-    _run_admin(_nothing)
+    _run_admin(_no_op)
     typer.echo("database is at the newest schema")
 
 

@@ -109,6 +109,7 @@ class Settings(BaseSettings):
 
     # engine
     engine: bool = True  # `serve` runs the cascade engine in-process too
+    workers: int = Field(default=1, ge=1, le=64)  # `serve` processes sharing the port
     lease_s: float = 30.0
     poll_interval_s: float = 0.5
     claim_batch: int = 256

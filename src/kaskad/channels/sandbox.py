@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 from collections.abc import Callable
 
 from kaskad.channels.base import Delivery, ReportSink, SendResult
@@ -26,6 +27,7 @@ class SandboxChannel:
         self.report_delay_s = report_delay_s
         self.slow_delay_s = slow_delay_s
         self._refs = itertools.count(1)
+        self._node = secrets.token_hex(4)
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self.sent = 0
@@ -34,7 +36,9 @@ class SandboxChannel:
         raise NotImplementedError
 
     def _ref(self) -> str:
-        return f"sbx-{self.name.value}-{next(self._refs)}"
+        """Unique across processes and restarts too (several nodes share one database), like a
+        real provider's ids."""
+        return f"sbx-{self.name.value}-{self._node}-{next(self._refs)}"
 
     def _report_later(self, ref: str, outcome: Outcome, delay: float, detail: str) -> None:
         soon = getattr(self.sink, "report_soon", None)
