@@ -64,7 +64,8 @@ def build_router(web: Web) -> APIRouter:
             return await web.render(request, "login.html", {
                 "errors": {"form": "login.disabled"}, "email": email}, status=403)
         response = redirect("/cabinet/")
-        await web.start_session(request, response, found[0])
+        _, token = await web.start_session(request, found[0])
+        web.set_session_cookie(request, response, token)
         return response
 
     @router.get("/register")
@@ -91,8 +92,10 @@ def build_router(web: Web) -> APIRouter:
         except BadRequest:  # the same email registered a moment ago
             return await web.render(request, "register.html", {
                 "errors": {"email": "register.taken"}, "email": email}, status=400)
-        response = await web.render(request, "welcome.html", {"key": created.api_key})
-        await web.start_session(request, response, created.account.id)
+        session, token = await web.start_session(request, created.account.id)
+        response = await web.render(request, "welcome.html", {"key": created.api_key},
+                                    session=session)
+        web.set_session_cookie(request, response, token)
         return response
 
     @router.post("/logout")

@@ -95,15 +95,20 @@ class Web:
             raise WebError(403, "error.403")
         return found
 
-    async def start_session(self, request: Request, response: Response,
-                            account_id: int) -> None:
-        """A fresh token on every login (no session fixation)."""
-        token = secrets.token_urlsafe(32)
+    async def start_session(self, request: Request, account_id: int) -> tuple[SessionRow, str]:
+        """A fresh token on every login (no session fixation); the caller sets its cookie
+        on the answer with `set_session_cookie`."""
+        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         now = self.now_ms()
         async with self.gw.db.write() as conn:
-            await web_sessions.create(conn, token_hash(token), account_id,
-                                      secrets.token_urlsafe(32), now,
+            await web_sessions.create(conn, token_hash(token), account_id, csrf, now,
                                       now + SESSION_DAYS * 86_400_000)
+            found = await web_sessions.find(conn, token_hash(token), now)
+        assert found is not None
+        request.state.web_session = found
+        return found, token
+
+    def set_session_cookie(self, request: Request, response: Response, token: str) -> None:
         self._cookie(request, response, SESSION_COOKIE, token, SESSION_DAYS * 86_400)
 
     async def end_session(self, request: Request, response: Response) -> None:
