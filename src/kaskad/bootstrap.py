@@ -121,7 +121,7 @@ class Gateway:
             auth=self.auth, batcher=self.batcher, create_op=self.create_op, engine=self.engine,
             bus=self.bus, clock=clock, node_id=settings.node_id, lease_s=settings.lease_s,
             wait_s=settings.send_wait_s,
-            direction_of=self._direction)
+            direction_of=self._direction, default_resending=self._default_resending)
         self.account_settings = SettingsCache(self.db, clock, settings.auth_cache_ttl_s)
         self.send_sms = SendSms(
             batcher=self.batcher, create_op=self.create_op, engine=self.engine, clock=clock,
@@ -144,6 +144,10 @@ class Gateway:
             poll_interval_s=settings.poll_interval_s)
         self.bus.listen(self._on_change)
         self.started = False
+
+    async def _default_resending(self, account_id: int) -> str | None:
+        """The account's default cascade for requests that name none (cached settings)."""
+        return (await self.account_settings.get(account_id)).default_resending
 
     async def _lang_of(self, account_id: int) -> str:
         """The language of what a subscriber hears or reads for this account (voice prompts)."""

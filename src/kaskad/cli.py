@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import os
+import secrets
 import signal
 import socket
 from collections.abc import Awaitable, Callable
@@ -228,12 +229,21 @@ def demo(port: int = typer.Option(8765, help="Port on 127.0.0.1."),
 
     base = f"http://127.0.0.1:{port}"
 
+    passwords = {"demo": secrets.token_urlsafe(9), "admin": secrets.token_urlsafe(9)}
+
     async def _prepare(admin: Admin) -> str:
         await admin.ensure_demo_tariffs()
-        if "demo" in {a.name for a in await admin.accounts()}:
+        names = {a.name for a in await admin.accounts()}
+        if "demo" in names:
             key = await admin.new_key("demo", "demo")
         else:
             key = (await admin.create_account("demo", email="demo@example.com")).api_key
+        if "admin" not in names:  # the operator's login for /admin/ (its balance is unused)
+            await admin.create_account("admin", email="admin@example.com", balance_kop=0)
+        await admin.set_admin("admin", True)
+        # Fresh passwords on every start, printed in the banner: nothing guessable stays open.
+        for name, password in passwords.items():
+            await admin.set_password(name, password)
         # Message statuses and incoming-call notifications land in the demo's inbox.
         await admin.settings("demo", {"status_url": f"{base}/demo/callbacks",
                                       "incoming_call_url": f"{base}/demo/hook",
@@ -250,6 +260,8 @@ def demo(port: int = typer.Option(8765, help="Port on 127.0.0.1."),
         typer.echo(f"""
 kaskad demo is running at {base}  (SQLite: {settings.effective_database_url})
 API key: {key}
+Cabinet: {base}/cabinet/  log in as demo@example.com, password {passwords["demo"]}
+Admin:   {base}/admin/    log in as admin@example.com, password {passwords["admin"]}
 
 Send a code (Telegram first, SMS if the number has no Telegram):
 curl -s {base}/api/send/ -H 'Content-Type: application/json' -H 'Authorization: {key}' \\
@@ -330,6 +342,14 @@ def accounts_password(account: str, password: str = typer.Option(
     """Set the password the ssms API's email + password login (and the cabinet) use."""
     _run_admin(lambda a: a.set_password(account, password))
     typer.echo("password set")
+
+
+@accounts_app.command("admin")
+def accounts_admin(account: str, on: bool = typer.Option(
+        ..., "--on/--off", help="Give or take away the operator's /admin pages.")) -> None:
+    """Let an account's login open the admin pages (it logs in through /cabinet/login)."""
+    _run_admin(lambda a: a.set_admin(account, on))
+    typer.echo("admin" if on else "not admin")
 
 
 @accounts_app.command("key-create")

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from kaskad import __version__
+from kaskad import __version__, web
 from kaskad.api import demo, ops, sandbox, seed, webhooks
 from kaskad.api.compat import ssms
 from kaskad.api.errors import json_response, seed_error
@@ -58,9 +58,12 @@ def _fastapi_app(gw: Gateway, api: seed.SeedApi, *, demo_inbox: bool,
         app.include_router(demo.build_router())
     if gw.sandbox_calls:  # the sandbox's subscribers can be asked to call a pool number
         app.include_router(sandbox.build_router(gw))
+    web.install(app, gw)  # the cabinet and the admin pages: HTML, with HTML error pages
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if web.is_web_path(request.url.path):
+            return await web.error_page(request, exc.status_code)
         return seed_error(BadRequest(str(exc.detail)), exc.status_code)
 
     @app.exception_handler(RequestValidationError)
@@ -70,6 +73,8 @@ def _fastapi_app(gw: Gateway, api: seed.SeedApi, *, demo_inbox: bool,
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", path=request.url.path)
+        if web.is_web_path(request.url.path):
+            return await web.error_page(request, 500)
         return json_response({"result": "error", "error_code": "temporarily_unavailable"}, 503)
 
     _document_models(app)

@@ -37,6 +37,14 @@ class AccountSettings(BaseModel):
     # incoming call that confirms a wait_call is announced (a GET; `hook_url` wins).
     status_url: str | None = Field(default=None, pattern=URL_PATTERN, max_length=2048)
     incoming_call_url: str | None = Field(default=None, pattern=URL_PATTERN, max_length=2048)
+    # Seed 002's `resending` when a request names none (None: the seed's own default, stop).
+    default_resending: str | None = Field(default=None, pattern=r"^(sms|voice|stop)$")
+    # Company details for invoices and contracts (the cabinet's settings page). Russian INN:
+    # 10 digits for an organisation, 12 for a sole trader; KPP: 9 (organisations only).
+    company_name: str | None = Field(default=None, max_length=300)
+    inn: str | None = Field(default=None, pattern=r"^([0-9]{10}|[0-9]{12})$")
+    kpp: str | None = Field(default=None, pattern=r"^[0-9]{9}$")
+    address: str | None = Field(default=None, max_length=500)
 
     @model_validator(mode="after")
     def _range(self) -> AccountSettings:

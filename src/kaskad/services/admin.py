@@ -46,13 +46,16 @@ class Admin:
 
     async def create_account(self, name: str, *, email: str | None = None,
                              balance_kop: int | None = None, directions: list[str] | None = None,
-                             plan: str = "default") -> NewAccount:
+                             plan: str = "default", password_hash: str | None = None
+                             ) -> NewAccount:
+        """One transaction: the account, its test balance, its first key (and, from the
+        cabinet's registration, its password), so a failure leaves nothing half-made."""
         async with self.db.write() as conn:
             account_id = await repo.create_account(
                 conn, name=name, email=email,
                 balance=self.test_balance_kop if balance_kop is None else balance_kop,
                 directions=directions or self.default_directions, plan=plan,
-                now_ms=self._now())
+                now_ms=self._now(), password_hash=password_hash)
             key = await repo.create_api_key(conn, account_id, "default", self._now())
             account = await repo.get_account(conn, account_id)
         return NewAccount(account, key)
@@ -101,6 +104,12 @@ class Admin:
         async with self.db.write() as conn:
             account = await repo.find_account(conn, ref)
             await repo.set_disabled(conn, account.id, disabled)
+
+    async def set_admin(self, ref: str, is_admin: bool) -> None:
+        """Who may open the operator's /admin pages (they log in through the cabinet)."""
+        async with self.db.write() as conn:
+            account = await repo.find_account(conn, ref)
+            await repo.set_admin(conn, account.id, is_admin)
 
     async def set_directions(self, ref: str, directions: list[str]) -> None:
         async with self.db.write() as conn:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -71,7 +71,9 @@ class SendCode:
     def __init__(self, *, auth: Authenticator, batcher: WriteBatcher,
                  create_op: CreateVerifications, engine: Engine, bus: StateBus, clock: Clock,
                  node_id: str, lease_s: float, wait_s: float,
-                 direction_of: Callable[[str, str], str] | None = None) -> None:
+                 direction_of: Callable[[str, str], str] | None = None,
+                 default_resending: Callable[[int], Awaitable[str | None]] | None = None
+                 ) -> None:
         self.auth = auth
         self.batcher = batcher
         self.create_op = create_op
@@ -83,12 +85,16 @@ class SendCode:
         self.wait_s = wait_s
         # (digits, country) -> the direction tariffs and routes use ("RU:mts" when known)
         self.direction_of = direction_of or (lambda _digits, country: country)
+        # account id -> its `default_resending` setting (the cabinet's "default cascade")
+        self.default_resending = default_resending
 
     async def __call__(self, req: SendCodeInput) -> Verification:
         # Syntax first (unknown_request), then who is asking, then what they ask for.
         resending = parse_resending(req.resending)
         callback_url = parse_callback_url(req.callback_url)
         account_id = await self.auth.account_for(req.api_key)
+        if (req.resending is None or req.resending == "") and self.default_resending:
+            resending = parse_resending(await self.default_resending(account_id))
         length = parse_code_length(req.code_length)
         code = parse_code(req.code, length) or generate_code(length)
         number = parse_number(req.number)

@@ -46,6 +46,7 @@ class Account:
     allowed_directions: tuple[str, ...]
     tariff_plan: str
     callback_secret: str
+    is_admin: bool = False
 
     @property
     def available(self) -> int:
@@ -56,7 +57,7 @@ def _account(row: object) -> Account:
     m = row._mapping  # type: ignore[attr-defined]
     return Account(m["id"], m["name"], m["email"], bool(m["disabled"]), m["balance"], m["held"],
                    split_directions(m["allowed_directions"]), m["tariff_plan"],
-                   m["callback_secret"])
+                   m["callback_secret"], bool(m["is_admin"]))
 
 
 def split_directions(text: str) -> tuple[str, ...]:
@@ -64,10 +65,12 @@ def split_directions(text: str) -> tuple[str, ...]:
 
 
 async def create_account(conn: AsyncConnection, *, name: str, email: str | None,
-                         balance: int, directions: list[str], plan: str, now_ms: int) -> int:
+                         balance: int, directions: list[str], plan: str, now_ms: int,
+                         password_hash: str | None = None) -> int:
     try:
         result = await conn.execute(insert(accounts).values(
             name=name, email=email, disabled=False, balance=0, held=0,
+            password_hash=password_hash,
             allowed_directions=",".join(directions), tariff_plan=plan,
             callback_secret=secrets.token_hex(32), created_at=now_ms,
         ).returning(accounts.c.id))
@@ -119,6 +122,11 @@ async def topup(conn: AsyncConnection, account_id: int, amount: int, note: str,
 async def set_disabled(conn: AsyncConnection, account_id: int, disabled: bool) -> None:
     await conn.execute(update(accounts).where(accounts.c.id == account_id)
                        .values(disabled=disabled))
+
+
+async def set_admin(conn: AsyncConnection, account_id: int, is_admin: bool) -> None:
+    await conn.execute(update(accounts).where(accounts.c.id == account_id)
+                       .values(is_admin=is_admin))
 
 
 async def set_directions(conn: AsyncConnection, account_id: int, directions: list[str]) -> None:

@@ -46,6 +46,7 @@ accounts = Table(
     # `kaskad accounts set` write it; channels read what concerns them.
     Column("settings", Text, nullable=False, server_default="{}"),
     Column("password_hash", Text, nullable=True),  # argon2; for ssms email+password and the cabinet
+    Column("is_admin", Boolean, nullable=False, server_default=text("false")),  # the /admin pages
 )
 
 api_keys = Table(
@@ -257,4 +258,16 @@ incoming_calls = Table(
     Column("request_id", String(32), nullable=True),
     Column("disposition", String(16), nullable=False),  # matched | unknown | late | no_wait
     Column("received_at", BigInteger, nullable=False, index=True),
+)
+
+# Logged-in browser sessions of the cabinet and admin pages (kaskad.web.sessions). Server-side,
+# so logout and a password change end them at once; the cookie holds a random token whose
+# SHA-256 is the key here (a stolen database does not yield live cookies).
+web_sessions = Table(
+    "web_sessions", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("account_id", Id, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("csrf", String(64), nullable=False),  # the token every form of this session carries
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
 )
