@@ -17,10 +17,11 @@ import orjson
 import pytest
 from sqlalchemy import update
 
+from kaskad.api.compat.ssms import SsmsApi
 from kaskad.bootstrap import Gateway
 from kaskad.services.admin import Admin
 from kaskad.services.wait_call import WaitRequest
-from kaskad.storage.schema import verifications
+from kaskad.storage.schema import verifications, web_sessions
 from tests.helpers import callback_transport
 from tests.integration.test_seed_api import eventually
 
@@ -361,3 +362,21 @@ async def test_push_msg_with_call_protection(client: httpx.AsyncClient, api_key:
     data = (await call(client, method="push_msg", key=api_key, phone=FAILS, text="Hi",
                        call_protection=90))["data"]
     assert data["call_to_number"] in gateway.settings.telephony.pool and data["id_call"]
+
+
+async def test_a_session_is_known_to_every_node_and_ends_when_idle(
+        client: httpx.AsyncClient, admin: Admin, api_key: str, make_gateway: Any) -> None:
+    """Sessions live in the database: a sid from one node works on another (KASKAD_WORKERS,
+    several hosts); an idle one ends, and then both answer 18."""
+    await admin.set_password("acme", "correct horse")
+    sid = (await call(client, method="login", email="dev@acme.example",
+                      password="correct horse"))["data"]["sid"]
+    other = SsmsApi(await make_gateway())
+    _, body = await other.answer({"method": "get_profile", "format": "json", "sid": sid}, {})
+    assert orjson.loads(body)["response"]["msg"]["err_code"] == "0"
+    other.session_idle_s = 0.0  # as if 24 minutes passed since the last call
+    async with other.gw.db.write() as conn:
+        await conn.execute(update(web_sessions).values(expires_at=0))
+    _, body = await other.answer({"method": "get_profile", "format": "json", "sid": sid}, {})
+    assert orjson.loads(body)["response"]["msg"]["err_code"] == "18"
+    assert err(await call(client, method="get_profile", sid=sid)) == 18

@@ -51,3 +51,15 @@ async def remove_others(conn: AsyncConnection, account_id: int, keep_hash: str) 
     """After a password change: every other browser logged in as this account is logged out."""
     await conn.execute(delete(web_sessions).where(web_sessions.c.account_id == account_id,
                                                   web_sessions.c.token_hash != keep_hash))
+
+
+async def extend(conn: AsyncConnection, token_hash: str, expires_ms: int) -> None:
+    """Slide an idle-expiring session's end (the ssms API's: 24 minutes after its last use)."""
+    await conn.execute(web_sessions.update().where(web_sessions.c.token_hash == token_hash)
+                       .values(expires_at=expires_ms))
+
+
+async def expires_at(conn: AsyncConnection, token_hash: str) -> int | None:
+    row = (await conn.execute(select(web_sessions.c.expires_at)
+                              .where(web_sessions.c.token_hash == token_hash))).first()
+    return None if row is None else int(row[0])

@@ -7,6 +7,7 @@ empty body) to `/` with `method=...`; every answer is HTTP 200 with the
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -22,7 +23,7 @@ from kaskad.bootstrap import Gateway
 from kaskad.domain import ssms
 from kaskad.domain.account_settings import AccountSettings
 from kaskad.domain.channels import ChannelName
-from kaskad.domain.clock import seed_date
+from kaskad.domain.clock import seed_date, to_ms
 from kaskad.domain.errors import AuthFailed, BadRequest, KaskadError
 from kaskad.domain.money import format_rub
 from kaskad.services.auth import PasswordAuth
@@ -31,6 +32,7 @@ from kaskad.services.send_code import parse_callback_url
 from kaskad.services.send_sms import SmsRequest
 from kaskad.services.wait_call import PoolExhausted, WaitRequest
 from kaskad.storage import accounts as repo
+from kaskad.storage import web_sessions as sessions
 from kaskad.storage.verifications import Verification
 
 log = structlog.get_logger(__name__)
@@ -46,7 +48,6 @@ class SsmsApi:
         self.gw = gw
         self.passwords = PasswordAuth(gw.db, gw.clock, gw.settings.auth_cache_ttl_s)
         self.session_idle_s = gw.settings.ssms_session_idle_s
-        self._sessions: dict[str, list[float]] = {}  # sid -> [account id, last use]
         self._methods: dict[str, Handler] = {
             "push_msg": self.push_msg, "get_msg_report": self.get_msg_report,
             "get_profile": self.get_profile, "get_prices": self.get_prices,
@@ -78,6 +79,8 @@ class SsmsApi:
         if handler is None:
             raise ssms.SsmsError(ssms.UNKNOWN_METHOD, f"unknown method {method!r}")
         account_id = await self.authenticate(params, cookies)
+        if "sid" not in params and cookies.get("sid"):
+            params = {**params, "sid": cookies["sid"]}  # logout by cookie, too
         return await handler(account_id, params)
 
     # ------------------------------------------------------------------ authentication
@@ -94,7 +97,7 @@ class SsmsApi:
             return await self._login(params)
         sid = params.get("sid") or cookies.get("sid")
         if sid:
-            return self._session(sid)
+            return await self._session(sid)
         raise ssms.SsmsError(ssms.NO_KEY)
 
     async def _login(self, params: Params) -> int:
@@ -103,27 +106,41 @@ class SsmsApi:
         except AuthFailed as exc:
             raise ssms.SsmsError(ssms.WRONG_LOGIN) from exc
 
-    def _session(self, sid: str) -> int:
-        found = self._sessions.get(sid)
-        now = self.gw.clock()
-        if found is None or now - found[1] > self.session_idle_s:
-            self._sessions.pop(sid, None)
+    async def _session(self, sid: str) -> int:
+        """A `method=login` session, stored with the cabinet's (so every worker and node knows
+        it); idle sessions end after `ssms_session_idle_s`, each use pushes the end back."""
+        if len(sid) > 128:
             raise ssms.SsmsError(ssms.SESSION_EXPIRED)
-        found[1] = now
-        return int(found[0])
+        token = _session_hash(sid)
+        now = self.gw.clock()
+        now_ms = to_ms(now)
+        async with self.gw.db.read() as conn:
+            row = await sessions.find(conn, token, now_ms)
+            ends = await sessions.expires_at(conn, token) if row is not None else None
+        if row is None:
+            raise ssms.SsmsError(ssms.SESSION_EXPIRED)
+        if row.disabled:
+            raise ssms.SsmsError(ssms.USER_BLOCKED)
+        idle_ms = to_ms(self.session_idle_s)
+        if ends is not None and ends - now_ms < idle_ms - 60_000:  # at most a write a minute
+            async with self.gw.db.write() as conn:
+                await sessions.extend(conn, token, now_ms + idle_ms)
+        return row.account_id
 
     async def login(self, params: Params) -> dict[str, Any]:
         account_id = await self._login(params)
-        now = self.gw.clock()
-        if len(self._sessions) > 10_000:  # forget the idle ones
-            self._sessions = {k: v for k, v in self._sessions.items()
-                              if now - v[1] <= self.session_idle_s}
+        now_ms = to_ms(self.gw.clock())
         sid = secrets.token_hex(16)
-        self._sessions[sid] = [float(account_id), now]
+        async with self.gw.db.write() as conn:
+            await sessions.create(conn, _session_hash(sid), account_id, "", now_ms,
+                                  now_ms + to_ms(self.session_idle_s))
         return {"sid": sid}
 
     async def logout(self, account_id: int, params: Params) -> dict[str, Any]:
-        self._sessions.pop(params.get("sid", ""), None)
+        sid = params.get("sid", "")
+        if sid:
+            async with self.gw.db.write() as conn:
+                await sessions.remove(conn, _session_hash(sid))
         return {}
 
     # ------------------------------------------------------------------ methods
@@ -224,6 +241,11 @@ class SsmsApi:
                                                        params.get("call_protection"), hook))
         except PoolExhausted as exc:
             raise ssms.SsmsError(ssms.SEND_FAILED, str(exc)) from exc
+
+
+def _session_hash(sid: str) -> str:
+    """Stored hashed, and apart from cabinet sessions (a sid is no cabinet cookie)."""
+    return hashlib.sha256(b"ssms:" + sid.encode()).hexdigest()
 
 
 def render(params: Params, payload: dict[str, Any]) -> tuple[bytes, bytes]:
