@@ -3,9 +3,14 @@ settings form's field-by-field validation."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import kaskad.web
 from kaskad.domain.account_settings import AccountSettings
+from kaskad.domain.channels import ChannelName
 from kaskad.storage.cabinet import DAY_MS
-from kaskad.web import charts
+from kaskad.web import admin, charts
 from kaskad.web.i18n import TEXTS, pick_lang, text
 from kaskad.web.settings_page import form_changes, validate
 
@@ -17,6 +22,30 @@ def test_every_text_has_russian_and_english() -> None:
     assert text("overview.period", "en", days=30) == "In the last 30 days"
     assert pick_lang("en", "ru", "ru") == "en" and pick_lang(None, None, "en") == "en"
     assert pick_lang("xx", None, None) == "ru"
+
+
+WEB = Path(kaskad.web.__file__).parent
+# t('key') in templates; "err.x" / "login.x" / ... keys handed to templates from the routers.
+TEMPLATE_KEY = re.compile(r"""\bt\('([a-z0-9_.]*[a-z0-9_])'\s*[,)]""")
+CODE_KEY = re.compile(r"""["']((?:err|done|login|register|admin|error|form)\.[a-z0-9_]+)["']""")
+
+
+def test_every_key_the_pages_use_has_both_languages() -> None:
+    """Cabinet and admin alike: a key used by a template or a router is in TEXTS (so in both
+    languages, by the test above), including the ones built at run time."""
+    used = set()
+    for template in (WEB / "templates").rglob("*.html"):
+        used |= set(TEMPLATE_KEY.findall(template.read_text()))
+    for module in WEB.glob("*.py"):
+        used |= {k for k in CODE_KEY.findall(module.read_text()) if not k.endswith(".html")}
+    used |= {f"done.{action}" for action in admin.DONE}
+    used |= {f"ch.{c.value}" for c in ChannelName}  # channel names in the admin tables
+    assert any(k.startswith("admin.") for k in used) and "err.below_zero" in used
+    assert sorted(used - TEXTS.keys()) == []
+    admin_keys = {k for k in TEXTS if k.startswith(("admin.", "done."))}
+    assert all(text(k, "ru") != text(k, "en") or k in ("admin.smpp.smsc", "admin.sip.title",
+                                                        "admin.telegram.title")
+               for k in admin_keys)
 
 
 def test_overview_counts_rates_medians_and_savings() -> None:

@@ -3,6 +3,8 @@ validate in place and change what they say."""
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -44,17 +46,45 @@ async def test_pages_render(ops_client: httpx.AsyncClient) -> None:
         answer = await ops_client.get(page)
         assert answer.status_code == 200, (page, answer.text)
     channels = (await ops_client.get("/admin/channels")).text
-    assert "7495123000" in channels and "telegram" in channels  # the pool, the health
+    assert "7495123000" in channels and "Telegram" in channels  # the pool, the health
     assert (await ops_client.get("/admin/accounts/999")).status_code == 404
+
+
+# A key with no text renders as the key itself ("admin.plan"): none may reach a page.
+MISSING_KEY = re.compile(r"\b(?:admin|done|err|ch|login|form|error)\.[a-z_.]+\b")
+
+
+async def test_pages_speak_russian_first_and_english_on_request(
+        ops_client: httpx.AsyncClient) -> None:
+    for query, lang in (("", "ru"), ("?lang=en", "en"), ("", "en"), ("?lang=ru", "ru")):
+        for page in PAGES:  # the chosen language sticks (a cookie), like the cabinet's
+            html = (await ops_client.get(page + query)).text
+            assert f'<html lang="{lang}">' in html, (page, query)
+            assert not MISSING_KEY.search(html), (page, html)
+            assert ("Аккаунты" if lang == "ru" else "Accounts") in html
+
+
+async def test_flash_and_errors_in_both_languages(ops_client: httpx.AsyncClient,
+                                                  admin: Admin) -> None:
+    customer = await admin.create_account("shop", email="shop@example.com")
+    base = f"/admin/accounts/{customer.account.id}"
+    done = await post_form(ops_client, base, f"{base}/plan", {"plan": "gold"})
+    assert "Тарифный план назначен" in (await ops_client.get(done.headers["location"])).text
+    bad = await post_form(ops_client, base + "?lang=en", f"{base}/topup", {"amount": "lots"})
+    assert "Roubles, e.g. 100 or 12.50" in bad.text and "Please fix the errors" in bad.text
+    english = await ops_client.get(f"{base}?done=plan")
+    assert "The tariff plan was set" in english.text
+    forged = await ops_client.get(f"{base}?done=<script>")
+    assert "<script>" not in forged.text and 'id="done"' not in forged.text
 
 
 async def test_topup_plan_senders_disable(ops_client: httpx.AsyncClient, admin: Admin) -> None:
     customer = await admin.create_account("shop", email="shop@example.com")
     base = f"/admin/accounts/{customer.account.id}"
     bad = await post_form(ops_client, base, f"{base}/topup", {"amount": "lots"})
-    assert bad.status_code == 400 and "Roubles" in bad.text
+    assert bad.status_code == 400 and "Сумма в рублях" in bad.text
     below = await post_form(ops_client, base, f"{base}/topup", {"amount": "-100"})
-    assert below.status_code == 400 and "below zero" in below.text
+    assert below.status_code == 400 and "ниже нуля" in below.text
     assert (await admin.account("shop")).balance == 5000
     ok = await post_form(ops_client, base, f"{base}/topup", {"amount": "150.50"})
     assert ok.status_code == 303
@@ -81,17 +111,17 @@ async def test_topup_plan_senders_disable(ops_client: httpx.AsyncClient, admin: 
 async def test_tariffs_and_spam(ops_client: httpx.AsyncClient, admin: Admin) -> None:
     bad = await post_form(ops_client, "/admin/tariffs", "/admin/tariffs", {
         "plan": "default", "channel": "pigeon", "direction": "RU", "price": "-1"})
-    assert bad.status_code == 400 and "Pick a channel" in bad.text
+    assert bad.status_code == 400 and "Выберите канал" in bad.text
     ok = await post_form(ops_client, "/admin/tariffs", "/admin/tariffs", {
         "plan": "gold", "channel": "sms", "direction": "RU", "price": "2.75"})
     assert ok.status_code == 303
     assert ("gold", "sms", "RU", 275) in await admin.tariffs()
     bad_number = await post_form(ops_client, "/admin/spam", "/admin/spam/add",
                                  {"number": "hello"})
-    assert bad_number.status_code == 400 and "Not a phone number" in bad_number.text
+    assert bad_number.status_code == 400 and "Это не номер телефона" in bad_number.text
     no_account = await post_form(ops_client, "/admin/spam", "/admin/spam/add",
                                  {"number": "79001234567", "account": "nobody"})
-    assert no_account.status_code == 400 and "No such account" in no_account.text
+    assert no_account.status_code == 400 and "Нет такого аккаунта" in no_account.text
     assert await admin.spam() == []
     added = await post_form(ops_client, "/admin/spam", "/admin/spam/add",
                             {"number": "+7 900 123-45-67"})

@@ -17,6 +17,9 @@ from kaskad.storage.web_sessions import SessionRow
 from kaskad.web.core import Web, WebError, redirect
 
 PLAN = r"^[A-Za-z0-9_.-]{1,50}$"
+# What ?done= may announce after a POST-redirect-GET (anything else in the query is ignored).
+DONE = ("topup", "topup_repeat", "plan", "senders", "enable", "disable", "tariff", "add",
+        "remove")
 
 
 def _account_id(raw: str) -> str:
@@ -30,9 +33,9 @@ def build_router(web: Web) -> APIRouter:
 
     async def render(request: Request, session: SessionRow, template: str,
                      context: dict[str, Any], status: int = 200) -> Response:
-        return await web.render(request, template, context | {"done": request.query_params
-                                                              .get("done", "")},
-                                status=status, session=session)
+        done = request.query_params.get("done", "")
+        context |= {"done": f"done.{done}" if done in DONE else ""}
+        return await web.render(request, template, context, status=status, session=session)
 
     @router.get("/")
     async def accounts(request: Request) -> Response:
@@ -89,7 +92,7 @@ def build_router(web: Web) -> APIRouter:
                 await web.admin.set_tariff(f["plan"].strip(), f["channel"],
                                            f["direction"].strip(), parse_rub(f["price"]))
             except (KaskadError, ValueError):
-                errors["direction"] = "Not a direction (e.g. RU, RU:mts, *)"
+                errors["direction"] = "err.direction"
         if errors:
             return await render(request, session, "admin/tariffs.html", {
                 "tariffs": await web.admin.tariffs(), "errors": errors, "f": f,
@@ -139,9 +142,9 @@ def build_router(web: Web) -> APIRouter:
             else:
                 await web.admin.spam_remove(f.get("number", ""), ref)
         except NotFound:
-            return await spam_page(request, session, {"account": "No such account"}, f, 400)
+            return await spam_page(request, session, {"account": "err.no_account"}, f, 400)
         except KaskadError:
-            return await spam_page(request, session, {"number": "Not a phone number"}, f, 400)
+            return await spam_page(request, session, {"number": "err.phone"}, f, 400)
         return redirect(f"/admin/spam?done={action}")
 
     return router
@@ -150,16 +153,16 @@ def build_router(web: Web) -> APIRouter:
 def _tariff_errors(f: dict[str, str]) -> dict[str, str]:
     errors: dict[str, str] = {}
     if not re.match(PLAN, f.get("plan", "").strip()):
-        errors["plan"] = "Letters, digits, _ . - (at most 50)"
+        errors["plan"] = "err.plan"
     if f.get("channel") not in {c.value for c in ChannelName}:
-        errors["channel"] = "Pick a channel"
+        errors["channel"] = "err.channel"
     if not f.get("direction", "").strip() or len(f["direction"]) > 40:
-        errors["direction"] = "Not a direction (e.g. RU, RU:mts, *)"
+        errors["direction"] = "err.direction"
     try:
         if parse_rub(f.get("price", "")) < 0:
-            errors["price"] = "A price is never negative"
+            errors["price"] = "err.price_negative"
     except ValueError:
-        errors["price"] = "Roubles, e.g. 3.50"
+        errors["price"] = "err.price"
     return errors
 
 
@@ -171,17 +174,17 @@ async def _apply(web: Web, ref: str, action: str, f: dict[str, str]) -> dict[str
         try:
             amount = parse_rub(f.get("amount", ""))
         except ValueError:
-            return {"amount": "Roubles, e.g. 100 or 12.50"}
+            return {"amount": "err.amount"}
         if amount == 0:
-            return {"amount": "Roubles, e.g. 100 or 12.50"}
+            return {"amount": "err.amount"}
         try:
             await web.admin.topup(ref, amount, (f.get("note", "").strip() or "top-up")[:200])
         except KaskadError:
-            return {"amount": "That would take the balance below zero"}
+            return {"amount": "err.below_zero"}
     elif action == "plan":
         plan = f.get("plan", "").strip()
         if not re.match(PLAN, plan):
-            return {"plan": "Letters, digits, _ . - (at most 50)"}
+            return {"plan": "err.plan"}
         await web.admin.set_plan(ref, plan)
     elif action == "senders":
         names = [n.strip() for n in f.get("senders", "").split(",") if n.strip()]
@@ -191,8 +194,7 @@ async def _apply(web: Web, ref: str, action: str, f: dict[str, str]) -> dict[str
         try:
             await web.admin.settings(ref, changes)
         except KaskadError:
-            return {"senders": "Names of 1-11 letters, digits, . - _ ! & or space, "
-                               "or up to 15 digits; comma-separated"}
+            return {"senders": "err.senders"}
     else:
         raise WebError(404, "error.404")
     return {}
