@@ -196,7 +196,7 @@ async def test_cabinet_in_a_browser(demo: dict[str, str], artifacts: Path) -> No
             await expect(ops.locator("#balance")).to_have_text("145.00 ₽")
             await ops.screenshot(path=artifacts / "09-admin-topup.png", full_page=True)
             await ops.goto("/admin/channels")
-            await expect(ops.locator("main")).to_contain_text("bound")
+            await expect(ops.locator("#live .bound").first).to_have_text("подключён")
             await ops.screenshot(path=artifacts / "10-admin-channels.png", full_page=True)
 
             # The customer sees the money; the customer cannot open the admin pages.

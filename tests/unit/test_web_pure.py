@@ -3,11 +3,19 @@ settings form's field-by-field validation."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import pytest
+
+import kaskad.web
 from kaskad.domain.account_settings import AccountSettings
+from kaskad.domain.channels import ChannelName
 from kaskad.storage.cabinet import DAY_MS
-from kaskad.web import charts
+from kaskad.web import admin, charts
 from kaskad.web.i18n import TEXTS, pick_lang, text
 from kaskad.web.settings_page import form_changes, validate
+from kaskad.web.throttle import LoginThrottle
 
 
 def test_every_text_has_russian_and_english() -> None:
@@ -17,6 +25,30 @@ def test_every_text_has_russian_and_english() -> None:
     assert text("overview.period", "en", days=30) == "In the last 30 days"
     assert pick_lang("en", "ru", "ru") == "en" and pick_lang(None, None, "en") == "en"
     assert pick_lang("xx", None, None) == "ru"
+
+
+WEB = Path(kaskad.web.__file__).parent
+# t('key') in templates; "err.x" / "login.x" / ... keys handed to templates from the routers.
+TEMPLATE_KEY = re.compile(r"""\bt\('([a-z0-9_.]*[a-z0-9_])'\s*[,)]""")
+CODE_KEY = re.compile(r"""["']((?:err|done|login|register|admin|error|form)\.[a-z0-9_]+)["']""")
+
+
+def test_every_key_the_pages_use_has_both_languages() -> None:
+    """Cabinet and admin alike: a key used by a template or a router is in TEXTS (so in both
+    languages, by the test above), including the ones built at run time."""
+    used = set()
+    for template in (WEB / "templates").rglob("*.html"):
+        used |= set(TEMPLATE_KEY.findall(template.read_text()))
+    for module in WEB.glob("*.py"):
+        used |= {k for k in CODE_KEY.findall(module.read_text()) if not k.endswith(".html")}
+    used |= {f"done.{action}" for action in admin.DONE}
+    used |= {f"ch.{c.value}" for c in ChannelName}  # channel names in the admin tables
+    assert any(k.startswith("admin.") for k in used) and "err.below_zero" in used
+    assert sorted(used - TEXTS.keys()) == []
+    admin_keys = {k for k in TEXTS if k.startswith(("admin.", "done."))}
+    assert all(text(k, "ru") != text(k, "en") or k in ("admin.smpp.smsc", "admin.sip.title",
+                                                        "admin.telegram.title")
+               for k in admin_keys)
 
 
 def test_overview_counts_rates_medians_and_savings() -> None:
@@ -55,3 +87,35 @@ def test_settings_form_reports_every_bad_field() -> None:
                                     "code_length_max": "6", "default_sender": "Shop"})
     checked, errors = validate(current, changes, errors)
     assert errors == {} and checked is not None and checked.inn == "7707083893"
+
+
+def test_login_throttle_counts_per_email_and_per_address() -> None:
+    throttle = LoginThrottle(limit=5, window_ms=600_000)
+    keys = throttle.keys(" Ann@Example.com", "10.0.0.1")
+    assert keys == ["email:ann@example.com", "ip:10.0.0.1"]
+    for second in range(4):
+        throttle.failed(keys, second * 1000)
+        assert throttle.wait_ms(keys, second * 1000) == 0
+    throttle.failed(keys, 60_000)  # the fifth failure within ten minutes
+    assert throttle.wait_ms(keys, 60_000) == 540_000  # until the first leaves the window
+    # Another address is refused for this email; another email from this address too.
+    assert throttle.wait_ms(throttle.keys("ann@example.com", "10.0.0.2"), 60_000) > 0
+    assert throttle.wait_ms(throttle.keys("bob@example.com", "10.0.0.1"), 60_000) > 0
+    assert throttle.wait_ms(throttle.keys("bob@example.com", "10.0.0.2"), 60_000) == 0
+    assert throttle.wait_ms(keys, 599_999) == 1
+    assert throttle.wait_ms(keys, 600_000) == 0  # four failures in the window: let through
+    # A success clears the email's count but not the address's.
+    for ms in range(5):
+        throttle.failed(keys, 700_000 + ms)
+    throttle.succeeded("ANN@example.com")
+    assert throttle.wait_ms(["email:ann@example.com"], 700_010) == 0
+    assert throttle.wait_ms(["ip:10.0.0.1"], 700_010) > 0
+
+
+def test_login_throttle_memory_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("kaskad.web.throttle.MAX_KEYS", 100)
+    throttle = LoginThrottle()
+    for n in range(300):
+        throttle.failed([f"email:{n}@example.com"], n)
+    assert len(throttle._failures) <= 101
+    assert throttle.wait_ms(["email:299@example.com"], 300) == 0  # one failure: no refusal

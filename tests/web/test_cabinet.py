@@ -223,3 +223,51 @@ async def test_concurrent_registrations_of_one_email(gateway: Gateway,
     assert sorted(a.status_code for a in answers) == [200, 400, 400, 400]
     async with gateway.db.read() as conn:
         assert len(await repo.list_accounts(conn)) == 1
+
+
+async def test_login_is_throttled_after_five_failures(gateway: Gateway,
+                                                      client: httpx.AsyncClient) -> None:
+    """Five wrong passwords for one email within ten minutes: even the right one is refused
+    (429, in both languages) until the window passes; another address is refused too."""
+    await register(client, "victim@example.com", "right-password")
+    await post_form(client, "/cabinet/", "/cabinet/logout", {})
+    for _ in range(5):
+        wrong = await post_form(client, "/cabinet/login", "/cabinet/login", {
+            "email": "victim@example.com", "password": "guess"})
+        assert wrong.status_code == 400
+    refused = await post_form(client, "/cabinet/login", "/cabinet/login", {
+        "email": "Victim@example.com", "password": "right-password"})
+    assert refused.status_code == 429 and "kaskad_session" not in \
+        refused.headers.get("set-cookie", "")
+    assert "Слишком много неудачных попыток входа. Попробуйте снова через 10 мин." in \
+        refused.text and int(refused.headers["retry-after"]) == 600
+    english = await post_form(client, "/cabinet/login?lang=en", "/cabinet/login", {
+        "email": "victim@example.com", "password": "right-password"})
+    assert english.status_code == 429 and "Too many failed logins" in english.text
+    app = client._transport.app  # type: ignore[attr-defined]
+    elsewhere = httpx.AsyncClient(transport=httpx.ASGITransport(
+        app=app, client=("192.0.2.7", 1234)), base_url="http://kaskad.test")
+    async with elsewhere:
+        also = await post_form(elsewhere, "/cabinet/login", "/cabinet/login", {
+            "email": "victim@example.com", "password": "right-password"})
+        assert also.status_code == 429
+        other = await post_form(elsewhere, "/cabinet/login", "/cabinet/login", {
+            "email": "other@example.com", "password": "guess"})
+        assert other.status_code == 400  # checked: the address itself is not refused
+    real_clock = gateway.clock
+    gateway.clock = lambda: real_clock() + 601
+    ok = await post_form(client, "/cabinet/login", "/cabinet/login", {
+        "email": "victim@example.com", "password": "right-password"})
+    assert ok.status_code == 303
+
+
+async def test_login_throttle_counts_per_address_across_emails(
+        client: httpx.AsyncClient) -> None:
+    await register(client, "real@example.com", "right-password")
+    await post_form(client, "/cabinet/", "/cabinet/logout", {})
+    for n in range(5):
+        await post_form(client, "/cabinet/login", "/cabinet/login", {
+            "email": f"guess{n}@example.com", "password": "guess"})
+    refused = await post_form(client, "/cabinet/login", "/cabinet/login", {
+        "email": "real@example.com", "password": "right-password"})
+    assert refused.status_code == 429

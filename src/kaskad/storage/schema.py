@@ -271,3 +271,15 @@ web_sessions = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("expires_at", BigInteger, nullable=False),
 )
+
+# One-time tokens of forms that must act once however often they are sent (the admin top-up):
+# issued with the page, used up in the same transaction as the change they guard. Keyed by the
+# token's SHA-256 and bound to the session and the form's purpose.
+web_form_tokens = Table(
+    "web_form_tokens", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("session_hash", String(64), nullable=False),
+    Column("purpose", String(64), nullable=False),  # e.g. "topup:42"
+    Column("used_at", BigInteger, nullable=True),
+    Column("expires_at", BigInteger, nullable=False, index=True),
+)

@@ -5,18 +5,25 @@ number pool) and the spam list. Only accounts with `is_admin` reach them; everyo
 from __future__ import annotations
 
 import re
+import secrets
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from kaskad.domain.channels import ChannelName
-from kaskad.domain.errors import KaskadError, NotFound
+from kaskad.domain.errors import KaskadError, NotEnoughMoney, NotFound
 from kaskad.domain.money import parse_rub
+from kaskad.storage import accounts as accounts_repo
+from kaskad.storage import form_tokens
 from kaskad.storage.web_sessions import SessionRow
-from kaskad.web.core import Web, WebError, redirect
+from kaskad.web.core import Web, WebError, redirect, token_hash
 
 PLAN = r"^[A-Za-z0-9_.-]{1,50}$"
+# What ?done= may announce after a POST-redirect-GET (anything else in the query is ignored).
+DONE = ("topup", "topup_repeat", "plan", "senders", "enable", "disable", "tariff", "add",
+        "remove")
+TOKEN_MS = 86_400_000  # a top-up form left open longer asks to be reloaded
 
 
 def _account_id(raw: str) -> str:
@@ -30,9 +37,9 @@ def build_router(web: Web) -> APIRouter:
 
     async def render(request: Request, session: SessionRow, template: str,
                      context: dict[str, Any], status: int = 200) -> Response:
-        return await web.render(request, template, context | {"done": request.query_params
-                                                              .get("done", "")},
-                                status=status, session=session)
+        done = request.query_params.get("done", "")
+        context |= {"done": f"done.{done}" if done in DONE else ""}
+        return await web.render(request, template, context, status=status, session=session)
 
     @router.get("/")
     async def accounts(request: Request) -> Response:
@@ -48,8 +55,13 @@ def build_router(web: Web) -> APIRouter:
             raise WebError(404, "error.404") from exc
         settings = await web.admin.settings(str(account.id))
         plans = sorted({p for p, *_ in await web.admin.tariffs()} | {account.tariff_plan})
+        once, now = secrets.token_urlsafe(24), web.now_ms()
+        async with web.gw.db.write() as conn:
+            await form_tokens.issue(conn, token_hash(once), session.token_hash,
+                                    f"topup:{account.id}", now, now + TOKEN_MS)
         return await render(request, session, "admin/account.html", {
-            "a": account, "s": settings, "plans": plans, "errors": errors}, status)
+            "a": account, "s": settings, "plans": plans, "errors": errors, "once": once},
+            status)
 
     @router.get("/accounts/{account_id}")
     async def account(request: Request, account_id: str) -> Response:
@@ -61,16 +73,20 @@ def build_router(web: Web) -> APIRouter:
         session = await web.operator(request)
         ref = _account_id(account_id)
         fields = await web.form(request, session)
+        done = action
         try:
             await web.admin.account(ref)
-            errors = await _apply(web, ref, action, fields)
+            if action == "topup":
+                errors, done = await _topup(web, session, ref, fields)
+            else:
+                errors = await _apply(web, ref, action, fields)
         except NotFound as exc:
             raise WebError(404, "error.404") from exc
         if errors:
             return await account_page(request, session, ref, errors, status=400)
         web.gw.auth.invalidate()  # a disabled account stops sending now
         web.gw.account_settings.invalidate()
-        return redirect(f"/admin/accounts/{ref}?done={action}")
+        return redirect(f"/admin/accounts/{ref}?done={done}")
 
     @router.get("/tariffs")
     async def tariffs(request: Request) -> Response:
@@ -89,7 +105,7 @@ def build_router(web: Web) -> APIRouter:
                 await web.admin.set_tariff(f["plan"].strip(), f["channel"],
                                            f["direction"].strip(), parse_rub(f["price"]))
             except (KaskadError, ValueError):
-                errors["direction"] = "Not a direction (e.g. RU, RU:mts, *)"
+                errors["direction"] = "err.direction"
         if errors:
             return await render(request, session, "admin/tariffs.html", {
                 "tariffs": await web.admin.tariffs(), "errors": errors, "f": f,
@@ -139,9 +155,9 @@ def build_router(web: Web) -> APIRouter:
             else:
                 await web.admin.spam_remove(f.get("number", ""), ref)
         except NotFound:
-            return await spam_page(request, session, {"account": "No such account"}, f, 400)
+            return await spam_page(request, session, {"account": "err.no_account"}, f, 400)
         except KaskadError:
-            return await spam_page(request, session, {"number": "Not a phone number"}, f, 400)
+            return await spam_page(request, session, {"number": "err.phone"}, f, 400)
         return redirect(f"/admin/spam?done={action}")
 
     return router
@@ -150,16 +166,16 @@ def build_router(web: Web) -> APIRouter:
 def _tariff_errors(f: dict[str, str]) -> dict[str, str]:
     errors: dict[str, str] = {}
     if not re.match(PLAN, f.get("plan", "").strip()):
-        errors["plan"] = "Letters, digits, _ . - (at most 50)"
+        errors["plan"] = "err.plan"
     if f.get("channel") not in {c.value for c in ChannelName}:
-        errors["channel"] = "Pick a channel"
+        errors["channel"] = "err.channel"
     if not f.get("direction", "").strip() or len(f["direction"]) > 40:
-        errors["direction"] = "Not a direction (e.g. RU, RU:mts, *)"
+        errors["direction"] = "err.direction"
     try:
         if parse_rub(f.get("price", "")) < 0:
-            errors["price"] = "A price is never negative"
+            errors["price"] = "err.price_negative"
     except ValueError:
-        errors["price"] = "Roubles, e.g. 3.50"
+        errors["price"] = "err.price"
     return errors
 
 
@@ -167,21 +183,10 @@ async def _apply(web: Web, ref: str, action: str, f: dict[str, str]) -> dict[str
     """One account action; the errors to show beside its form (nothing written then)."""
     if action in ("enable", "disable"):
         await web.admin.set_disabled(ref, action == "disable")
-    elif action == "topup":
-        try:
-            amount = parse_rub(f.get("amount", ""))
-        except ValueError:
-            return {"amount": "Roubles, e.g. 100 or 12.50"}
-        if amount == 0:
-            return {"amount": "Roubles, e.g. 100 or 12.50"}
-        try:
-            await web.admin.topup(ref, amount, (f.get("note", "").strip() or "top-up")[:200])
-        except KaskadError:
-            return {"amount": "That would take the balance below zero"}
     elif action == "plan":
         plan = f.get("plan", "").strip()
         if not re.match(PLAN, plan):
-            return {"plan": "Letters, digits, _ . - (at most 50)"}
+            return {"plan": "err.plan"}
         await web.admin.set_plan(ref, plan)
     elif action == "senders":
         names = [n.strip() for n in f.get("senders", "").split(",") if n.strip()]
@@ -191,8 +196,32 @@ async def _apply(web: Web, ref: str, action: str, f: dict[str, str]) -> dict[str
         try:
             await web.admin.settings(ref, changes)
         except KaskadError:
-            return {"senders": "Names of 1-11 letters, digits, . - _ ! & or space, "
-                               "or up to 15 digits; comma-separated"}
+            return {"senders": "err.senders"}
     else:
         raise WebError(404, "error.404")
     return {}
+
+
+async def _topup(web: Web, session: SessionRow, ref: str,
+                 f: dict[str, str]) -> tuple[dict[str, str], str]:
+    """A top-up that happens once per form however often the form is sent: its one-time
+    token is used up in the transaction that moves the money (a failed top-up keeps it)."""
+    try:
+        amount = parse_rub(f.get("amount", ""))
+    except ValueError:
+        return {"amount": "err.amount"}, ""
+    if amount == 0:
+        return {"amount": "err.amount"}, ""
+    note, now = (f.get("note", "").strip() or "top-up")[:200], web.now_ms()
+    try:
+        async with web.gw.db.write() as conn:
+            account = await accounts_repo.find_account(conn, ref)
+            used = await form_tokens.use(conn, token_hash(f.get("once", "")[:100]),
+                                         session.token_hash, f"topup:{account.id}", now)
+            if used is form_tokens.Use.FRESH:
+                await accounts_repo.topup(conn, account.id, amount, note, now)
+    except NotEnoughMoney:
+        return {"amount": "err.below_zero"}, ""
+    if used is form_tokens.Use.UNKNOWN:
+        return {"amount": "error.csrf"}, ""
+    return {}, "topup" if used is form_tokens.Use.FRESH else "topup_repeat"

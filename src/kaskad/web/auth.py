@@ -4,6 +4,7 @@ whose operators log in here too)."""
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 
 from argon2 import PasswordHasher
@@ -54,12 +55,22 @@ def build_router(web: Web) -> APIRouter:
         fields = await web.form(request, None)
         email = fields.get("email", "").strip()[:254]
         password = fields.get("password", "")[:200]
+        keys = web.throttle.keys(email, request.client.host if request.client else None)
+        wait_ms = web.throttle.wait_ms(keys, web.now_ms())
+        if wait_ms:  # refused before the password is even hashed
+            refused = await web.render(request, "login.html", {
+                "errors": {"form": "login.throttled"}, "email": email,
+                "values": {"minutes": math.ceil(wait_ms / 60_000)}}, status=429)
+            refused.headers["Retry-After"] = str(math.ceil(wait_ms / 1000))
+            return refused
         async with web.gw.db.read() as conn:
             found = await repo.login_of(conn, email) if email else None
         ok = await asyncio.to_thread(_verify, found[2] if found else None, password)
         if found is None or not ok:
+            web.throttle.failed(keys, web.now_ms())
             return await web.render(request, "login.html", {
                 "errors": {"form": "login.bad"}, "email": email}, status=400)
+        web.throttle.succeeded(email)
         if found[1]:
             return await web.render(request, "login.html", {
                 "errors": {"form": "login.disabled"}, "email": email}, status=403)

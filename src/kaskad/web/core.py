@@ -21,6 +21,7 @@ from kaskad.services.admin import Admin
 from kaskad.storage import web_sessions
 from kaskad.storage.web_sessions import SessionRow
 from kaskad.web.i18n import pick_lang, text
+from kaskad.web.throttle import LoginThrottle
 
 SESSION_COOKIE = "kaskad_session"
 ANON_CSRF_COOKIE = "kaskad_csrf"  # login and registration forms: double-submit token
@@ -53,6 +54,7 @@ class Web:
                            default_directions=gw.settings.default_direction_list,
                            clock=gw.clock)
         self.tz = ZoneInfo(gw.settings.timezone)
+        self.throttle = LoginThrottle()  # per process: see web/throttle.py
         self.env = Environment(loader=PackageLoader("kaskad.web", "templates"),
                                autoescape=select_autoescape(["html"]), enable_async=False)
         self.env.filters["rub"] = format_rub
