@@ -130,7 +130,7 @@ class Database:
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.05)
+                delay = min(delay * 2, 0.004)
         try:
             yield conn
         except BaseException:
