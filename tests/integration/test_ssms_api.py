@@ -380,3 +380,17 @@ async def test_a_session_is_known_to_every_node_and_ends_when_idle(
     _, body = await other.answer({"method": "get_profile", "format": "json", "sid": sid}, {})
     assert orjson.loads(body)["response"]["msg"]["err_code"] == "18"
     assert err(await call(client, method="get_profile", sid=sid)) == 18
+
+
+async def test_failed_logins_are_throttled(client: httpx.AsyncClient, admin: Admin,
+                                           api_key: str) -> None:
+    """Guessing a password over the ssms API crawls like in the cabinet: after 5 failures
+    even the right password is refused for a while (and the key still works)."""
+    await admin.set_password("acme", "correct horse")
+    for _ in range(5):
+        assert err(await call(client, method="get_profile", email="dev@acme.example",
+                              password="guess")) == 2
+    refused = await call(client, method="get_profile", email="dev@acme.example",
+                         password="correct horse")
+    assert err(refused) == 2
+    assert err(await call(client, method="get_profile", key=api_key)) == 0

@@ -11,11 +11,11 @@ import pytest
 import kaskad.web
 from kaskad.domain.account_settings import AccountSettings
 from kaskad.domain.channels import ChannelName
+from kaskad.domain.login_throttle import LoginThrottle
 from kaskad.storage.cabinet import DAY_MS
 from kaskad.web import admin, charts
 from kaskad.web.i18n import TEXTS, pick_lang, text
 from kaskad.web.settings_page import form_changes, validate
-from kaskad.web.throttle import LoginThrottle
 
 
 def test_every_text_has_russian_and_english() -> None:
@@ -113,7 +113,7 @@ def test_login_throttle_counts_per_email_and_per_address() -> None:
 
 
 def test_login_throttle_memory_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("kaskad.web.throttle.MAX_KEYS", 100)
+    monkeypatch.setattr("kaskad.domain.login_throttle.MAX_KEYS", 100)
     throttle = LoginThrottle()
     for n in range(300):
         throttle.failed([f"email:{n}@example.com"], n)

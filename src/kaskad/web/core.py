@@ -16,12 +16,12 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from kaskad.bootstrap import Gateway
 from kaskad.domain.clock import to_ms
+from kaskad.domain.login_throttle import LoginThrottle
 from kaskad.domain.money import format_rub
 from kaskad.services.admin import Admin
 from kaskad.storage import web_sessions
 from kaskad.storage.web_sessions import SessionRow
 from kaskad.web.i18n import pick_lang, text
-from kaskad.web.throttle import LoginThrottle
 
 SESSION_COOKIE = "kaskad_session"
 ANON_CSRF_COOKIE = "kaskad_csrf"  # login and registration forms: double-submit token
@@ -54,7 +54,7 @@ class Web:
                            default_directions=gw.settings.default_direction_list,
                            clock=gw.clock)
         self.tz = ZoneInfo(gw.settings.timezone)
-        self.throttle = LoginThrottle()  # per process: see web/throttle.py
+        self.throttle = LoginThrottle()  # per process: see domain/login_throttle.py
         self.env = Environment(loader=PackageLoader("kaskad.web", "templates"),
                                autoescape=select_autoescape(["html"]), enable_async=False)
         self.env.filters["rub"] = format_rub

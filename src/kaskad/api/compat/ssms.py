@@ -25,6 +25,7 @@ from kaskad.domain.account_settings import AccountSettings
 from kaskad.domain.channels import ChannelName
 from kaskad.domain.clock import seed_date, to_ms
 from kaskad.domain.errors import AuthFailed, BadRequest, KaskadError
+from kaskad.domain.login_throttle import LoginThrottle
 from kaskad.domain.money import format_rub
 from kaskad.services.auth import PasswordAuth
 from kaskad.services.messages import get_message, message_state
@@ -48,6 +49,7 @@ class SsmsApi:
         self.gw = gw
         self.passwords = PasswordAuth(gw.db, gw.clock, gw.settings.auth_cache_ttl_s)
         self.session_idle_s = gw.settings.ssms_session_idle_s
+        self.throttle = LoginThrottle()
         self._methods: dict[str, Handler] = {
             "push_msg": self.push_msg, "get_msg_report": self.get_msg_report,
             "get_profile": self.get_profile, "get_prices": self.get_prices,
@@ -56,11 +58,13 @@ class SsmsApi:
         self._latency = gw.metrics.api_latency.labels("ssms")
         self._results = gw.metrics.api_results
 
-    async def answer(self, params: Params, cookies: Mapping[str, str]) -> tuple[bytes, bytes]:
-        """(content type, body) for one call; never raises for a client's mistake."""
+    async def answer(self, params: Params, cookies: Mapping[str, str],
+                     client: str | None = None) -> tuple[bytes, bytes]:
+        """(content type, body) for one call; never raises for a client's mistake. `client`
+        is the caller's address (failed logins are throttled per email and per address)."""
         started = time.perf_counter()
         try:
-            payload = ssms.envelope(ssms.OK, await self._call(params, cookies))
+            payload = ssms.envelope(ssms.OK, await self._call(params, cookies, client))
             result = "ok"
         except KaskadError as exc:
             code = ssms.err_code_for(exc)
@@ -69,23 +73,25 @@ class SsmsApi:
         self._latency.observe(time.perf_counter() - started)
         return render(params, payload)
 
-    async def _call(self, params: Params, cookies: Mapping[str, str]) -> Any:
+    async def _call(self, params: Params, cookies: Mapping[str, str],
+                    client: str | None) -> Any:
         method = params.get("method", "").strip().lower()
         if not method:
             raise ssms.SsmsError(ssms.MISSING_PARAMS, "method is required")
         if method == "login":
-            return await self.login(params)
+            return await self.login(params, client)
         handler = self._methods.get(method)
         if handler is None:
             raise ssms.SsmsError(ssms.UNKNOWN_METHOD, f"unknown method {method!r}")
-        account_id = await self.authenticate(params, cookies)
+        account_id = await self.authenticate(params, cookies, client)
         if "sid" not in params and cookies.get("sid"):
             params = {**params, "sid": cookies["sid"]}  # logout by cookie, too
         return await handler(account_id, params)
 
     # ------------------------------------------------------------------ authentication
 
-    async def authenticate(self, params: Params, cookies: Mapping[str, str]) -> int:
+    async def authenticate(self, params: Params, cookies: Mapping[str, str],
+                           client: str | None = None) -> int:
         """A key wins over a login; then email + password; then a session id."""
         key = params.get("key") or params.get("api_key")
         if key:
@@ -94,17 +100,30 @@ class SsmsApi:
             except AuthFailed as exc:
                 raise ssms.SsmsError(ssms.WRONG_KEY) from exc
         if params.get("email") or params.get("password"):
-            return await self._login(params)
+            return await self._login(params, client)
         sid = params.get("sid") or cookies.get("sid")
         if sid:
             return await self._session(sid)
         raise ssms.SsmsError(ssms.NO_KEY)
 
-    async def _login(self, params: Params) -> int:
+    async def _login(self, params: Params, client: str | None) -> int:
+        """email + password, with the cabinet's throttle: 5 failures in 10 minutes for one
+        email or from one address, and further tries are refused for a while."""
+        email = params.get("email", "")
+        keys = self.throttle.keys(email, client)
+        now_ms = to_ms(self.gw.clock())
+        wait_ms = self.throttle.wait_ms(keys, now_ms)
+        if wait_ms > 0:
+            minutes = max(1, -(-wait_ms // 60_000))
+            raise ssms.SsmsError(ssms.WRONG_LOGIN, f"too many failed logins: retry in "
+                                                   f"{minutes} min")
         try:
-            return await self.passwords.account_for(params.get("email"), params.get("password"))
+            account_id = await self.passwords.account_for(email, params.get("password"))
         except AuthFailed as exc:
+            self.throttle.failed(keys, now_ms)
             raise ssms.SsmsError(ssms.WRONG_LOGIN) from exc
+        self.throttle.succeeded(email)
+        return account_id
 
     async def _session(self, sid: str) -> int:
         """A `method=login` session, stored with the cabinet's (so every worker and node knows
@@ -127,8 +146,8 @@ class SsmsApi:
                 await sessions.extend(conn, token, now_ms + idle_ms)
         return row.account_id
 
-    async def login(self, params: Params) -> dict[str, Any]:
-        account_id = await self._login(params)
+    async def login(self, params: Params, client: str | None = None) -> dict[str, Any]:
+        account_id = await self._login(params, client)
         now_ms = to_ms(self.gw.clock())
         sid = secrets.token_hex(16)
         async with self.gw.db.write() as conn:
@@ -337,7 +356,9 @@ async def serve(api: SsmsApi, scope: dict[str, Any], receive: Any, send: Any) ->
         ctype, body = render(query, ssms.envelope(ssms.MISSING_PARAMS, None))
     else:
         try:
-            ctype, body = await api.answer(params, cookies_of(scope))
+            client = scope.get("client")
+            ctype, body = await api.answer(params, cookies_of(scope),
+                                           client[0] if client else None)
         except Exception:  # a bug: answer in the envelope, log it, never a traceback
             log.exception("unhandled error", path="/", method=params.get("method"))
             ctype, body = render(params, ssms.envelope(ssms.SEND_FAILED, None))
