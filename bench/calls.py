@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run as foundation
+from ssms import CallbackEndpoint
 
 POOL = [f"7495777{i:04d}" for i in range(50)]
 
@@ -77,7 +78,8 @@ class _Subscribers(asyncio.DatagramProtocol):
         port = self.transport.get_extra_info("sockname")[1]
         while self.next < len(self.calls) and len(self.sent_at) < self.window:
             caller, did = self.calls[self.next]
-            self.sent_at[self.next] = self.invite_at[self.next] = time.monotonic()
+            # perf_counter: CLOCK_MONOTONIC, comparable across processes on Linux
+            self.sent_at[self.next] = self.invite_at[self.next] = time.perf_counter()
             self.transport.sendto(_invite(port, self.next, caller, did), self.target)
             self.next += 1
 
@@ -91,7 +93,7 @@ class _Subscribers(asyncio.DatagramProtocol):
         started = self.sent_at.pop(n, None)
         if started is None:
             return  # a retransmitted final answer
-        self.answered.append(time.monotonic() - started)
+        self.answered.append(time.perf_counter() - started)
         self.statuses[status] = self.statuses.get(status, 0) + 1
         caller, did = self.calls[n]
         port = self.transport.get_extra_info("sockname")[1]
@@ -121,28 +123,6 @@ def _subscribers_process(calls: list[tuple[str, str]], window: int, target: tupl
 
 
 # ------------------------------------------------------------------ the customer's hook
-
-
-class Hook:
-    def __init__(self) -> None:
-        self.at: dict[str, float] = {}  # id_call -> when its GET arrived
-        self.server: asyncio.Server | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-                target = head.split(" ", 2)[1]
-                id_call = parse_qs(urlsplit(target).query).get("id_call", [""])[0]
-                self.at.setdefault(id_call, time.monotonic())
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
 
 
 async def open_waits(port: int, key: str, hook_port: int, count: int) -> list[dict[str, str]]:
@@ -176,7 +156,7 @@ async def open_waits(port: int, key: str, hook_port: int, count: int) -> list[di
 async def run_backend(args: argparse.Namespace, name: str, stamp: str) -> dict[str, Any]:
     backend = await foundation.BACKENDS[name](args)
     port, sip_port = foundation.free_port(), foundation.free_port()
-    hook = Hook()
+    hook = CallbackEndpoint()
     await hook.start()
     config = foundation.RESULTS_DIR / f"{stamp}-{name}-calls.toml"
     config.write_text('[[sip.trunks]]\nname = "bench"\nproxy = {host = "127.0.0.1", port = 9}\n'
@@ -205,10 +185,13 @@ async def run_backend(args: argparse.Namespace, name: str, stamp: str) -> dict[s
             None, receive.recv)
         child.join()
         deadline = time.monotonic() + 60
-        while len(hook.at) < len(waits) and time.monotonic() < deadline:  # noqa: ASYNC110
+        while len(hook.times) < len(waits) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-        to_get = [(hook.at[w["id_call"]] - result["invite_at"][i]) * 1000
-                  for i, w in enumerate(waits) if w["id_call"] in hook.at]
+        got: dict[str, float] = {}  # id_call -> when its GET arrived (perf_counter)
+        for target, at in zip(hook.targets, hook.times, strict=True):
+            got.setdefault(parse_qs(urlsplit(target).query).get("id_call", [""])[0], at)
+        to_get = [(got[w["id_call"]] - result["invite_at"][i]) * 1000
+                  for i, w in enumerate(waits) if w["id_call"] in got]
         return {"backend": name, "calls": len(calls), "window": args.window,
                 "matches_per_s": round(len(calls) / result["seconds"]),
                 "statuses": result["statuses"],
@@ -222,8 +205,7 @@ async def run_backend(args: argparse.Namespace, name: str, stamp: str) -> dict[s
     finally:
         if server is not None:
             await server.stop()
-        if hook.server is not None:
-            hook.server.close()
+        await hook.stop()
         await backend.dispose(keep=False)
 
 

@@ -38,7 +38,8 @@ class CallbackEndpoint:
     """A minimal HTTP/1.1 keep-alive server that answers 200 and notes when each came."""
 
     def __init__(self) -> None:
-        self.times: list[float] = []
+        self.times: list[float] = []  # perf_counter() of each request, in arrival order
+        self.targets: list[str] = []  # each request's path and query
         self.server: asyncio.Server | None = None
         self.port = 0
 
@@ -50,6 +51,7 @@ class CallbackEndpoint:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
+                self.targets.append(head.split(b" ", 2)[1].decode("latin-1"))
                 length = 0
                 for line in head.split(b"\r\n"):
                     if line[:15].lower() == b"content-length:":

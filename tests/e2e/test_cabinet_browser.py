@@ -9,7 +9,6 @@ import asyncio
 import os
 import re
 import shutil
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.test_demo import _free_port, _read_until
+from tests.e2e.test_demo import running_demo
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "e2e-password-1"
@@ -41,18 +40,8 @@ def artifacts(backend: str) -> Path:
 
 @pytest.fixture
 async def demo(backend: str, db_url: str, tmp_path: Path) -> AsyncIterator[dict[str, str]]:
-    port = _free_port()
-    env = dict(os.environ, KASKAD_LOG_LEVEL="warning", KASKAD_TELEGRAM_TIMEOUT_S="1",
-               KASKAD_SANDBOX__REPORT_DELAY_S="0.05")
-    if backend == "postgres":
-        env["KASKAD_DATABASE_URL"] = db_url
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kaskad", "demo", "--port", str(port),
-        "--data-dir", str(tmp_path / "data"), env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    try:
-        assert proc.stdout is not None
-        banner = await _read_until(proc.stdout, r"^Press Ctrl\+C", 60)
+    async with running_demo(backend, db_url, tmp_path,
+                            KASKAD_TELEGRAM_TIMEOUT_S="1") as (port, banner, _env):
         cabinet = re.search(r"^Cabinet: (\S+)\s+log in as (\S+), password (\S+)$", banner, re.M)
         admin = re.search(r"^Admin: +(\S+)\s+log in as (\S+), password (\S+)$", banner, re.M)
         assert cabinet and admin, banner
@@ -60,10 +49,6 @@ async def demo(backend: str, db_url: str, tmp_path: Path) -> AsyncIterator[dict[
                "admin": admin.group(1), "admin_email": admin.group(2),
                "admin_password": admin.group(3), "demo_email": cabinet.group(2),
                "demo_password": cabinet.group(3)}
-    finally:
-        proc.terminate()
-        await asyncio.wait_for(proc.wait(), 30)
-
 
 async def _final(client: httpx.AsyncClient, key: str, request_id: str) -> dict[str, Any]:
     async def loop() -> dict[str, Any]:

@@ -4,10 +4,12 @@ curl line; the code is sent, its state and callback arrive, and only delivered c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import socket
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -36,11 +38,14 @@ async def _read_until(stream: asyncio.StreamReader, pattern: str, limit_s: float
     return await asyncio.wait_for(loop(), limit_s)
 
 
-async def test_demo_sends_codes_calls_back_and_bills_delivered_only(
-        backend: str, db_url: str, tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def running_demo(backend: str, db_url: str, tmp_path: Path,
+                       **env_extra: str) -> AsyncIterator[tuple[int, str, dict[str, str]]]:
+    """`kaskad demo` on a free port and this test's database: (port, banner, environment);
+    stopped at the end."""
     port = _free_port()
-    env = dict(os.environ, KASKAD_LOG_LEVEL="warning", KASKAD_TELEGRAM_TIMEOUT_S="1",
-               KASKAD_SANDBOX__REPORT_DELAY_S="0.05")
+    env = dict(os.environ, KASKAD_LOG_LEVEL="warning", KASKAD_SANDBOX__REPORT_DELAY_S="0.05",
+               **env_extra)
     if backend == "postgres":
         env["KASKAD_DATABASE_URL"] = db_url
     demo = await asyncio.create_subprocess_exec(
@@ -50,6 +55,16 @@ async def test_demo_sends_codes_calls_back_and_bills_delivered_only(
     try:
         assert demo.stdout is not None
         banner = await _read_until(demo.stdout, r"^Press Ctrl\+C", 60)
+        yield port, banner, env
+    finally:
+        demo.terminate()
+        await asyncio.wait_for(demo.wait(), 30)
+
+
+async def test_demo_sends_codes_calls_back_and_bills_delivered_only(
+        backend: str, db_url: str, tmp_path: Path) -> None:
+    async with running_demo(backend, db_url, tmp_path,
+                            KASKAD_TELEGRAM_TIMEOUT_S="1") as (port, banner, env):
         key = re.search(r"^API key: (\S+)$", banner, re.M)
         assert key, banner
         curl = re.search(r"^curl -s (\S+) .*-H 'Authorization: (\S+)' \\\n\s+-d '(.+)'$",
@@ -104,9 +119,6 @@ async def test_demo_sends_codes_calls_back_and_bills_delivered_only(
             assert c["event_id"]
             assert verify(secret.group(1), int(c["timestamp"]), c["raw"].encode(),
                           c["signature"])
-    finally:
-        demo.terminate()
-        await asyncio.wait_for(demo.wait(), 30)
 
 
 async def _callbacks(client: httpx.AsyncClient, wanted: set[str]) -> list[dict[str, object]]:
@@ -126,17 +138,7 @@ async def _callbacks(client: httpx.AsyncClient, wanted: set[str]) -> list[dict[s
 async def test_demo_ssms_api_and_wait_call(backend: str, db_url: str, tmp_path: Path) -> None:
     """The banner's ssms lines: push_msg over the built-in SMSC, its report and status
     callback; wait_call, the subscriber's call through the sandbox, and the GET to the hook."""
-    port = _free_port()
-    env = dict(os.environ, KASKAD_LOG_LEVEL="warning", KASKAD_SANDBOX__REPORT_DELAY_S="0.05")
-    if backend == "postgres":
-        env["KASKAD_DATABASE_URL"] = db_url
-    demo = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kaskad", "demo", "--port", str(port),
-        "--data-dir", str(tmp_path / "data"), env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    try:
-        assert demo.stdout is not None
-        banner = await _read_until(demo.stdout, r"^Press Ctrl\+C", 60)
+    async with running_demo(backend, db_url, tmp_path) as (port, banner, _env):
         push = re.search(r"^curl -s '(\S+method=push_msg\S+)'$", banner, re.M)
         wait = re.search(r"^curl -s '(\S+method=wait_call\S+)'$", banner, re.M)
         assert push and wait, banner
@@ -192,6 +194,3 @@ async def test_demo_ssms_api_and_wait_call(backend: str, db_url: str, tmp_path: 
             hook, status = await asyncio.wait_for(inbox(), 20)
             assert hook["query"]["id_call"] == waiting["id_call"]  # type: ignore[index]
             assert status["body"]["state"] == 1  # type: ignore[index]
-    finally:
-        demo.terminate()
-        await asyncio.wait_for(demo.wait(), 30)

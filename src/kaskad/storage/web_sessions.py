@@ -18,6 +18,7 @@ class SessionRow:
     is_admin: bool
     disabled: bool
     email: str | None
+    expires_at: int
 
 
 async def create(conn: AsyncConnection, token_hash: str, account_id: int, csrf: str,
@@ -34,13 +35,15 @@ async def find(conn: AsyncConnection, token_hash: str, now_ms: int) -> SessionRo
     """A live session and what the pages need of its account, in one query."""
     row = (await conn.execute(
         select(web_sessions.c.token_hash, web_sessions.c.account_id, web_sessions.c.csrf,
-               accounts.c.is_admin, accounts.c.disabled, accounts.c.email)
+               accounts.c.is_admin, accounts.c.disabled, accounts.c.email,
+               web_sessions.c.expires_at)
         .select_from(web_sessions.join(accounts, web_sessions.c.account_id == accounts.c.id))
         .where(web_sessions.c.token_hash == token_hash,
                web_sessions.c.expires_at > now_ms))).first()
     if row is None:
         return None
-    return SessionRow(row[0], int(row[1]), row[2], bool(row[3]), bool(row[4]), row[5])
+    return SessionRow(row[0], int(row[1]), row[2], bool(row[3]), bool(row[4]), row[5],
+                      int(row[6]))
 
 
 async def remove(conn: AsyncConnection, token_hash: str) -> None:
@@ -57,9 +60,3 @@ async def extend(conn: AsyncConnection, token_hash: str, expires_ms: int) -> Non
     """Slide an idle-expiring session's end (the ssms API's: 24 minutes after its last use)."""
     await conn.execute(web_sessions.update().where(web_sessions.c.token_hash == token_hash)
                        .values(expires_at=expires_ms))
-
-
-async def expires_at(conn: AsyncConnection, token_hash: str) -> int | None:
-    row = (await conn.execute(select(web_sessions.c.expires_at)
-                              .where(web_sessions.c.token_hash == token_hash))).first()
-    return None if row is None else int(row[0])

@@ -135,13 +135,12 @@ class SsmsApi:
         now_ms = to_ms(now)
         async with self.gw.db.read() as conn:
             row = await sessions.find(conn, token, now_ms)
-            ends = await sessions.expires_at(conn, token) if row is not None else None
         if row is None:
             raise ssms.SsmsError(ssms.SESSION_EXPIRED)
         if row.disabled:
             raise ssms.SsmsError(ssms.USER_BLOCKED)
         idle_ms = to_ms(self.session_idle_s)
-        if ends is not None and ends - now_ms < idle_ms - 60_000:  # at most a write a minute
+        if row.expires_at - now_ms < idle_ms - 60_000:  # at most a write a minute
             async with self.gw.db.write() as conn:
                 await sessions.extend(conn, token, now_ms + idle_ms)
         return row.account_id
