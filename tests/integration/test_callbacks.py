@@ -67,8 +67,8 @@ async def test_private_addresses_are_refused_when_not_allowed(make_gateway: obje
 
 
 async def test_callbacks_over_real_http(make_gateway: object) -> None:
-    """The default transport (aiohttp) against a real HTTP server on loopback: the signed POST
-    arrives once; a refused connection is an error that is retried, not a crash."""
+    """The default transport (engine.http_client) against a real HTTP server on loopback: the
+    signed POST arrives once; a refused connection is an error that is retried, not a crash."""
     from aiohttp import web
 
     seen: list[tuple[str, dict[str, str], bytes]] = []

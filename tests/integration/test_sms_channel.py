@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import subprocess
 from collections.abc import AsyncIterator
 from importlib.resources import files
 from pathlib import Path
@@ -288,16 +287,6 @@ async def _by_msg_id(gw: Gateway, msg_id: int) -> str:
     async with gw.db.read() as conn:
         return str((await conn.execute(select(verifications.c.request_id).where(
             verifications.c.msg_id == msg_id))).scalar_one())
-
-
-@pytest.fixture
-def tls_cert(tmp_path: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and its key."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    return cert, key
 
 
 async def test_smpp_over_tls(smsc: SmscSimulator, tls_cert: tuple[Path, Path]) -> None:

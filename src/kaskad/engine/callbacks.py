@@ -14,11 +14,11 @@ import random
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
-import aiohttp
 import structlog
 
 from kaskad.domain.callbacks import sign
 from kaskad.domain.clock import Clock, to_ms
+from kaskad.engine.http_client import HttpClient
 from kaskad.engine.polling import poll_forever
 from kaskad.storage.batch import WriteBatcher
 from kaskad.storage.outbox import ClaimOutbox, FinishOutbox, OutboxClaim, OutboxEntry, OutboxResult
@@ -26,7 +26,7 @@ from kaskad.storage.outbox import ClaimOutbox, FinishOutbox, OutboxClaim, Outbox
 log = structlog.get_logger(__name__)
 
 # (method, url, headers, body) -> the HTTP status; raises on network faults. The default is
-# aiohttp; tests route callbacks to an in-memory receiver through it.
+# engine.http_client; tests route callbacks to an in-memory receiver through it.
 Transport = Callable[[str, str, dict[str, str], bytes], Awaitable[int]]
 
 
@@ -51,8 +51,9 @@ class CallbackSender:
         self.allow_private = allow_private
         self.poll_interval_s = poll_interval_s
         self.timeout_s = timeout_s
-        self._session: aiohttp.ClientSession | None = None
-        self.transport: Transport = transport or self._aiohttp
+        self._client = HttpClient(timeout_s=timeout_s, user_agent="kaskad-callbacks/1",
+                                  max_idle_per_host=max(1, concurrency))
+        self.transport: Transport = transport or self._client.request
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._rng = random.Random()
@@ -68,9 +69,7 @@ class CallbackSender:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._client.close()
 
     def wake(self) -> None:
         self._wake.set()
@@ -118,26 +117,11 @@ class CallbackSender:
         try:
             status = await self.transport(entry.method, entry.url, headers,
                                           body if entry.method != "GET" else b"")
-        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:
             return f"{type(exc).__name__}: {exc}"
         if 200 <= status < 300:
             return None
         return f"HTTP {status}"
-
-    async def _aiohttp(self, method: str, url: str, headers: dict[str, str],
-                       body: bytes) -> int:
-        """The default transport. aiohttp rather than httpx: a callback per message is a hot
-        path, and httpx cost ~10x the CPU per call (see channels/telegram/client.py)."""
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                headers={"User-Agent": "kaskad-callbacks/1"},
-                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-                connector=aiohttp.TCPConnector(limit=self.concurrency),
-                trust_env=False)
-        async with self._session.request(method, url, data=body or None, headers=headers,
-                                         allow_redirects=False) as response:
-            await response.read()  # small by contract; lets the connection be reused
-            return response.status
 
     async def _refuse(self, url: str) -> str:
         parts = urlsplit(url)
