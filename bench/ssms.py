@@ -123,11 +123,14 @@ async def run_case(args: argparse.Namespace, backend_name: str, binds: int,
             "KASKAD_TELEGRAM_MODE": "inprocess", "KASKAD_TELEPHONY_MODE": "inprocess",
             "KASKAD_AUTH_CACHE_TTL_S": "5",
             "KASKAD_CALLBACK_CONCURRENCY": "256"})
-        server = await foundation.start_server(args, env, results / f"{tag}-server.log", None,
-                                               port)
+        profile = results / f"{tag}-cprofile.txt" if args.cprofile else None
+        server = await foundation.start_server(args, env, results / f"{tag}-server.log",
+                                               profile, port)
         await wait_bound(port)
+        cpu_start = _cpu(server.proc.pid, smsc.pid)
         load = await foundation.run_loadgen(args, "max", port, key)
         window_end = time.perf_counter()
+        cpu_loaded, called_back_loaded = _cpu(server.proc.pid)[0], len(endpoint.times)
         window_start = window_end - float(load.get("elapsed_s", args.duration))
         drained = await foundation.drain(backend.inspector, args.drain_timeout)
         rows = await backend.inspector.fetch(
@@ -137,6 +140,8 @@ async def run_case(args: argparse.Namespace, backend_name: str, binds: int,
         deadline = time.monotonic() + 30
         while len(endpoint.times) < delivered and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
+        cpu_end = _cpu(server.proc.pid, smsc.pid)
+        metrics = await _metrics(port, ("kaskad_write_batches", "kaskad_write_items"))
         in_window = endpoint.between(window_start, window_end)
         span = window_end - window_start
         # Everything the run accepted (warm-up included), from the first request to the last
@@ -150,6 +155,17 @@ async def run_case(args: argparse.Namespace, backend_name: str, binds: int,
                 "e2e_per_s": round(in_window / span) if span else 0,
                 "completed_per_s": completed_per_s,
                 "http_per_s": load.get("rps"), "http_p99_ms": load.get("p99_ms"),
+                # CPU per message, from just before the load until the last callback arrived
+                # (includes idle polling while draining, so it is an upper bound)
+                "server_cpu_us_per_msg": round((cpu_end[0] - cpu_start[0]) / messages * 1e6)
+                if messages else None,
+                "smsc_cpu_us_per_msg": round((cpu_end[1] - cpu_start[1]) / messages * 1e6)
+                if messages else None,
+                "writes_per_group_commit": round(
+                    metrics["kaskad_write_items"] / metrics["kaskad_write_batches"], 1)
+                if metrics.get("kaskad_write_batches") else None,
+                **_split_cpu(cpu_start[0], cpu_loaded, cpu_end[0], messages,
+                             called_back_loaded),
                 "ledger": await backend.inspector.ledger(), "problems": server.problems()}
     finally:
         if server is not None:
@@ -160,6 +176,38 @@ async def run_case(args: argparse.Namespace, backend_name: str, binds: int,
         await backend.dispose(keep=False)
 
 
+async def _metrics(port: int, names: tuple[str, ...]) -> dict[str, float]:
+    """Some of the server's Prometheus gauges."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    raw = await reader.read()
+    writer.close()
+    out = {}
+    for line in raw.decode("utf-8", "replace").splitlines():
+        name, _, value = line.partition(" ")
+        if name in names:
+            out[name] = float(value)
+    return out
+
+
+def _cpu(*pids: int) -> tuple[float, ...]:
+    return tuple(foundation.cpu_seconds(pid) or 0.0 for pid in pids)
+
+
+def _split_cpu(start: float, loaded: float, end: float, messages: int,
+               done_under_load: int) -> dict[str, int | None]:
+    """Server CPU per message split into the HTTP intake and the rest of the pipeline:
+    after the load only the pipeline runs (its cost per message is measured there), so the
+    load phase's CPU minus the pipeline's share of it is the intake's."""
+    left = messages - done_under_load
+    if left <= 0 or messages <= 0:
+        return {"pipeline_cpu_us_per_msg": None, "intake_cpu_us_per_msg": None}
+    pipeline = (end - loaded) / left
+    intake = (loaded - start - pipeline * done_under_load) / messages
+    return {"pipeline_cpu_us_per_msg": round(pipeline * 1e6),
+            "intake_cpu_us_per_msg": round(intake * 1e6)}
+
+
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
@@ -168,6 +216,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test")
     p.add_argument("--drain-timeout", type=float, default=120.0)
+    p.add_argument("--cprofile", action="store_true",
+                   help="run the server under cProfile (slower); the report goes next to the "
+                        "results as <stamp>-<backend>-<binds>b-cprofile.txt")
     args = p.parse_args()
     # what bench/run.py's load-generator plumbing reads
     args.max_duration, args.max_connections = args.duration, args.connections
@@ -188,14 +239,15 @@ def main() -> None:
     out.write_text(json.dumps(results, indent=2))
     print("| backend | binds x window | push_msg accepted/s (HTTP p99 ms) | called back/s "
           "during the load | completed/s overall | messages | delivered | callbacks "
-          "| unfinished | charged = parts x 3.50 |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| unfinished | charged = parts x 3.50 | server / SMSC CPU per message |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         ok = r["ledger"]["charged_kop"] == r["parts"] * 350 and r["ledger"]["held_kop"] == 0
         print(f"| {r['backend']} | {r['binds']} x {r['window']} | {r['http_per_s']} "
               f"({r['http_p99_ms']}) | {r['e2e_per_s']} | {r['completed_per_s']} "
               f"| {r['messages']} | {r['delivered']} "
-              f"| {r['callbacks']} | {r['unfinished_left']} | {'yes' if ok else 'NO'} |")
+              f"| {r['callbacks']} | {r['unfinished_left']} | {'yes' if ok else 'NO'} "
+              f"| {r['server_cpu_us_per_msg']} / {r['smsc_cpu_us_per_msg']} µs |")
     print(f"details: {out.relative_to(foundation.BENCH_DIR.parent)}", file=sys.stderr)
 
 

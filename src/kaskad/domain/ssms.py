@@ -206,6 +206,8 @@ _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 def mixes_scripts(text: str) -> bool:
     """A word written in both Cyrillic and Latin letters ("Сбeрбанк" with a Latin e): the
     classic look-alike spoofing trick, which this API refuses (631)."""
+    if not (_CYRILLIC.search(text) and _LATIN.search(text)):
+        return False  # one script in the whole text: the common case, without splitting
     return any(_CYRILLIC.search(w) and _LATIN.search(w) for w in _WORD.findall(text))
 
 

@@ -12,12 +12,12 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl
 
 import orjson
 import structlog
 from starlette.requests import Request
 
+from kaskad.api.forms import parse_form
 from kaskad.api.seed import read_body
 from kaskad.bootstrap import Gateway
 from kaskad.domain import ssms
@@ -307,8 +307,7 @@ def _unix_time(raw: str | None) -> float | None:
 
 async def read_params(scope: Mapping[str, Any], receive: Any, limit: int) -> dict[str, str]:
     """Query and body parameters merged (the body wins); any content type clients use."""
-    params = dict(parse_qsl(scope.get("query_string", b"").decode("utf-8", "replace"),
-                            keep_blank_values=True))
+    params = dict(parse_form(scope.get("query_string", b"")))
     if scope["method"] not in ("POST", "PUT"):
         return params
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -329,7 +328,7 @@ async def read_params(scope: Mapping[str, Any], receive: Any, limit: int) -> dic
             params.update({str(k): str(v) for k, v in data.items()
                            if isinstance(v, str | int | float) and not isinstance(v, bool)})
         return params
-    params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    params.update(parse_form(body))
     return params
 
 
@@ -351,7 +350,7 @@ async def serve(api: SsmsApi, scope: dict[str, Any], receive: Any, send: Any) ->
     except Exception as exc:  # an unreadable body: the query still says the format
         if not isinstance(exc, KaskadError):
             log.exception("unreadable request to /")
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("utf-8", "replace")))
+        query = dict(parse_form(scope.get("query_string", b"")))
         ctype, body = render(query, ssms.envelope(ssms.MISSING_PARAMS, None))
     else:
         try:

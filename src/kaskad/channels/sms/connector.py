@@ -123,6 +123,16 @@ class _Correlator(SimpleCorrelator):
     async def put_delivery(self, smsc_message_id: str, submit_sm: SubmitSm) -> None:
         return None
 
+    _swept_at = 0.0
+
+    async def _remove_expired(self) -> None:
+        """The library sweeps its whole store on every put and get; once a second is enough
+        (our window's own timeout answers a submit whose response never comes)."""
+        now = time.monotonic()
+        if now - self._swept_at >= 1.0:
+            self._swept_at = now
+            await super()._remove_expired()
+
 
 _OPEN_CONNECTION = asyncio.open_connection.__code__
 
