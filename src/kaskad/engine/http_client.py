@@ -10,8 +10,9 @@ Rules:
   * the whole exchange (connect, TLS, request, answer) is bounded by `timeout_s`;
   * the answer's body is read and dropped, at most `max_body_bytes` of it; a longer one closes
     the connection (the status still counts);
-  * a reused idle connection that the server had already closed is retried once on a new
-    connection, when nothing of an answer came;
+  * when a reused idle connection turns out closed by the server before any of an answer came,
+    the request goes again on the next idle connection or a new one (a new connection that
+    fails is an error);
   * URLs with whitespace or control characters are refused (no header injection).
 """
 
@@ -138,7 +139,7 @@ class HttpClient:
                 except ConnectionError:
                     conn._close()
                     if reused and conn.fresh_answer:
-                        continue  # the server had closed it while idle: once more, anew
+                        continue  # the server had closed it while idle: on another one
                     raise
                 except BaseException:
                     conn._close()
