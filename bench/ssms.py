@@ -81,15 +81,20 @@ async def start_smsc(port: int, log_path: Path) -> asyncio.subprocess.Process:
     return proc
 
 
+async def http_get(port: int, path: str) -> bytes:
+    """The body of a GET to the server (one connection, closed after the answer)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    raw = await reader.read()
+    writer.close()
+    return raw.split(b"\r\n\r\n", 1)[1]
+
+
 async def wait_bound(port: int, limit_s: float = 30.0) -> None:
     """Until /health says every SMPP bind of the SMS channel is up."""
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        raw = await reader.read()
-        writer.close()
-        body = json.loads(raw.split(b"\r\n\r\n", 1)[1])
+        body = json.loads(await http_get(port, "/health"))
         binds = body.get("channel_health", {}).get("sms", {}).get("connectors", {})
         if binds and all(binds.values()):
             return
@@ -178,12 +183,8 @@ async def run_case(args: argparse.Namespace, backend_name: str, binds: int,
 
 async def _metrics(port: int, names: tuple[str, ...]) -> dict[str, float]:
     """Some of the server's Prometheus gauges."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    raw = await reader.read()
-    writer.close()
     out = {}
-    for line in raw.decode("utf-8", "replace").splitlines():
+    for line in (await http_get(port, "/metrics")).decode("utf-8", "replace").splitlines():
         name, _, value = line.partition(" ")
         if name in names:
             out[name] = float(value)
