@@ -65,9 +65,9 @@ class RecordCalls(BatchOp[CallRecord, None]):
         self.sql = RawSql(db)
 
     async def run(self, conn: BatchConn, items: Sequence[CallRecord]) -> list[Exception | None]:
-        await self.sql.execute_many(
-            conn, "INSERT INTO incoming_calls (caller, callee, request_id, disposition, "
-                  "received_at) VALUES (?, ?, ?, ?, ?)",
+        await self.sql.insert_rows(
+            conn, "incoming_calls", ("caller", "callee", "request_id", "disposition",
+                                     "received_at"),
             [(i.caller[:32], i.callee[:32], i.request_id, i.disposition, i.received_at)
              for i in items])
         return [None] * len(items)

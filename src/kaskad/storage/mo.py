@@ -32,9 +32,9 @@ class StoreMo(BatchOp[NewMo, None]):
         self.sql = RawSql(db)
 
     async def run(self, conn: BatchConn, items: Sequence[NewMo]) -> list[Exception | None]:
-        await self.sql.execute_many(
-            conn, "INSERT INTO mo_messages (connector, source, destination, text, data_coding, "
-                  "received_at) VALUES (?, ?, ?, ?, ?, ?)",
+        await self.sql.insert_rows(
+            conn, "mo_messages", ("connector", "source", "destination", "text", "data_coding",
+                                  "received_at"),
             [(i.connector, i.source[:21], i.destination[:21], i.text, i.data_coding,
               i.received_at) for i in items])
         return [None] * len(items)

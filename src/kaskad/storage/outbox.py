@@ -82,11 +82,11 @@ class FinishOutbox(BatchOp[OutboxResult, None]):
 
     async def run(self, conn: BatchConn,
                   items: Sequence[OutboxResult]) -> list[Exception | None]:
-        await self.sql.execute_many(
-            conn, "UPDATE outbox SET attempts = attempts + 1, lease_until = NULL, "
-                  "next_attempt_at = ?, delivered_at = ?, last_error = ? WHERE id = ?",
+        await self.sql.update_rows(
+            conn, "outbox", "id", ("next_attempt_at", "delivered_at", "last_error"),
             [(None if r.delivered else r.next_attempt_ms, r.now_ms if r.delivered else None,
-              r.error[:500], r.id) for r in items])
+              r.error[:500], r.id) for r in items],
+            fixed="attempts = attempts + 1, lease_until = NULL")
         return [None] * len(items)
 
 

@@ -2,10 +2,14 @@
 
 SQLAlchemy Core is used everywhere else; the group-commit ops run a few statements over
 hundreds of rows per batch, where building parameters through Core costs more than running
-them. Two things differ by backend and are rendered here:
+them. Three things differ by backend and are rendered here:
   * placeholders: `?` (sqlite3) or `$1, $2, ...` (asyncpg);
   * a list parameter `IN (?*)`: one JSON parameter through json_each on SQLite, one array
-    parameter with `= ANY` on PostgreSQL (no per-element expansion on either).
+    parameter with `= ANY` on PostgreSQL (no per-element expansion on either);
+  * many rows (`insert_rows`, `update_rows`): executemany on SQLite (a C loop in-process); on
+    PostgreSQL one statement over `unnest()` of one array per column. executemany there runs
+    the statement once per row in the server (measured: 70-115 us per row, three quarters of
+    a batch's time); one statement over arrays costs a few us per row.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kaskad.storage.db import Database
+from kaskad.storage.schema import metadata
 
 
 class RawSql:
@@ -25,6 +30,7 @@ class RawSql:
         self.is_sqlite = db.is_sqlite
         self.lock = "" if db.is_sqlite else " FOR UPDATE"
         self._cache: dict[str, str] = {}
+        self._bulk_cache: dict[tuple[Any, ...], str] = {}
 
     def render(self, template: str) -> str:
         sql = self._cache.get(template)
@@ -115,6 +121,67 @@ class RawSql:
         if not rows:
             return
         columns = list(rows[0])
-        template = (f"INSERT INTO {table} ({', '.join(columns)}) "
-                    f"VALUES ({', '.join('?' * len(columns))})")
-        await self.execute_many(conn, template, [tuple(r[c] for c in columns) for r in rows])
+        await self.insert_rows(conn, table, columns, [tuple(r[c] for c in columns) for r in rows])
+
+    async def insert_rows(self, conn: Any, table: str, columns: Sequence[str],
+                          rows: Sequence[Sequence[Any]], suffix: str = "") -> None:
+        """Insert tuples in `columns` order; `suffix` follows the values (e.g. ON CONFLICT)."""
+        if not rows:
+            return
+        if self.is_sqlite:
+            await self.execute_many(conn, f"INSERT INTO {table} ({', '.join(columns)}) "
+                                          f"VALUES ({', '.join('?' * len(columns))}) {suffix}",
+                                    rows)
+            return
+        key = ("insert", table, tuple(columns), suffix)
+        sql = self._bulk_cache.get(key)
+        if sql is None:
+            sql = (f"INSERT INTO {table} ({', '.join(columns)}) "
+                   f"SELECT * FROM {self._unnest(table, columns)} {suffix}")
+            self._bulk_cache[key] = sql
+        await self._pg_arrays(conn, sql, rows, len(columns))
+
+    async def update_rows(self, conn: Any, table: str, key: str, columns: Sequence[str],
+                          rows: Sequence[Sequence[Any]], fixed: str = "") -> None:
+        """`UPDATE table SET column = value, ... [, fixed] WHERE key = value` for each row
+        (the column values, then the key). Keys must be distinct; the rows to change should
+        already be locked by this transaction (PostgreSQL locks them in join order here)."""
+        if not rows:
+            return
+        if len({row[-1] for row in rows}) != len(rows):
+            raise ValueError(f"update_rows on {table}: a {key} given twice")
+        sets = [f"{c} = ?" for c in columns] + ([fixed] if fixed else [])
+        if self.is_sqlite:
+            await self.execute_many(
+                conn, f"UPDATE {table} SET {', '.join(sets)} WHERE {key} = ?", rows)
+            return
+        cache_key = ("update", table, key, tuple(columns), fixed)
+        sql = self._bulk_cache.get(cache_key)
+        if sql is None:
+            names = [*columns, key]
+            assigned = [f"{c} = u.{c}" for c in columns] + ([fixed] if fixed else [])
+            sql = (f"UPDATE {table} AS t SET {', '.join(assigned)} "
+                   f"FROM {self._unnest(table, names)} AS u({', '.join(names)}) "
+                   f"WHERE t.{key} = u.{key}")
+            self._bulk_cache[cache_key] = sql
+        await self._pg_arrays(conn, sql, rows, len(columns) + 1)
+
+    @staticmethod
+    def _unnest(table: str, columns: Sequence[str]) -> str:
+        """`unnest($1::type[], ...)` with each column's PostgreSQL type from the schema."""
+        from sqlalchemy.dialects import postgresql
+
+        dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+        cols = metadata.tables[table].c
+        arrays = [f"${i}::{cols[c].type.compile(dialect=dialect)}[]"
+                  for i, c in enumerate(columns, 1)]
+        return f"unnest({', '.join(arrays)})"
+
+    async def _pg_arrays(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]],
+                         width: int) -> None:
+        """Run `sql` with one array parameter per column (the rows transposed)."""
+        columns = [list(col) for col in zip(*rows, strict=True)] if rows else []
+        if len(columns) != width:
+            raise ValueError(f"rows of {len(columns)} values for {width} columns")
+        driver = await self._driver(conn)
+        await driver.execute(sql, *columns)

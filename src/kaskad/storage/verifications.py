@@ -63,14 +63,9 @@ _VERIFICATION_COLUMNS = (
     "step_index", "retries", "state", "state_reason", "resend", "charged", "delivered_by",
     "updated_at", "finished_at", "next_run_at", "run_step", "lease_owner", "lease_until",
     "lease_token")
-_INSERT_VERIFICATION = (f"INSERT INTO verifications ({', '.join(COLUMNS)}) "
-                        f"VALUES ({', '.join('?' * len(COLUMNS))})")
-_INSERT_COST = ("INSERT INTO provider_costs (channel, provider_ref, request_id, kind, "
-                "amount_micros, currency, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (channel, provider_ref, kind) DO NOTHING")
-_UPDATE_VERIFICATION = ("UPDATE verifications SET "
-                        + ", ".join(f"{c} = ?" for c in _VERIFICATION_COLUMNS)
-                        + " WHERE request_id = ?")
+_COST_COLUMNS = ("channel", "provider_ref", "request_id", "kind", "amount_micros", "currency",
+                 "created_at")
+_COST_REPEAT = "ON CONFLICT (channel, provider_ref, kind) DO NOTHING"
 
 
 @dataclass(slots=True)
@@ -239,7 +234,7 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
             await self.sql.execute_many(conn, "UPDATE accounts SET held = held + ? WHERE id = ?",
                                         [(v, k) for k, v in sorted(holds.items())])
             await self._number_messages(conn, rows, results)
-            await self.sql.execute_many(conn, _INSERT_VERIFICATION, rows)
+            await self.sql.insert_rows(conn, "verifications", COLUMNS, rows)
             await self.sql.insert(conn, "ledger", entries)
         return results
 
@@ -543,14 +538,15 @@ class Transitions:
             params.append((v.step_index, v.retries, v.state.value, v.state_reason, v.resend,
                            v.charged, v.delivered_by, v.updated_at, v.finished_at,
                            v.next_run_at, v.run_step, owner, until, v.version, rid))
-        await self.sql.execute_many(conn, _UPDATE_VERIFICATION, params)
+        await self.sql.update_rows(conn, "verifications", "request_id", _VERIFICATION_COLUMNS,
+                                   params)
         await self.sql.execute_many(
             conn, "UPDATE accounts SET balance = balance + ?, held = held + ? WHERE id = ?",
             [(v[0], v[1], k) for k, v in sorted(w.money.items())])
         for name, rows in (("attempts", w.attempts), ("reports", w.reports),
                            ("ledger", w.ledger), ("outbox", w.outbox)):
             await self.sql.insert(conn, name, rows)
-        await self.sql.execute_many(conn, _INSERT_COST, w.costs)
+        await self.sql.insert_rows(conn, "provider_costs", _COST_COLUMNS, w.costs, _COST_REPEAT)
 
     @staticmethod
     def cost(w: _Writes, channel: str, ref: str | None, request_id: str | None,
@@ -670,8 +666,8 @@ class ApplyReports(BatchOp[Report, Applied]):
                 continue
             t.apply(w, v, Outcome(outcome), v.updated_at)
             done.append((rid, report_id))
-        await t.sql.execute_many(
-            conn, "UPDATE reports SET disposition = 'applied', request_id = ? WHERE id = ?", done)
+        await t.sql.update_rows(conn, "reports", "id", ["request_id"], done,
+                                fixed="disposition = 'applied'")
 
 
 def _refs_to_ids(w: _Writes, refs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
