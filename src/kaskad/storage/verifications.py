@@ -41,6 +41,7 @@ from kaskad.domain.errors import (
 )
 from kaskad.domain.ledger import EntryKind, hold_for, settle
 from kaskad.domain.numbering import direction_matches
+from kaskad.storage import balances
 from kaskad.storage.accounts import price_in, split_directions
 from kaskad.storage.batch import BatchConn, BatchOp
 from kaskad.storage.db import Database
@@ -198,7 +199,11 @@ class NewVerification:
 
 
 class CreateVerifications(BatchOp[NewVerification, Verification]):
-    """Permission, spam and money checks under lock, then hold + insert, for a whole batch."""
+    """Permission, spam and money checks, then hold + insert, for a whole batch.
+
+    The accounts are read without a lock; the holds go to storage.balances, whose statement at
+    the end of the transaction re-checks each account's available money under its lock.
+    """
 
     name = "create_verifications"
     order = 10
@@ -212,7 +217,7 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
         spam = await self._spam(conn, items)
         prices = await self._tariffs(conn, {a["tariff_plan"] for a in acct.values()})
         results: list[Verification | Exception] = []
-        holds: dict[int, int] = {}
+        money = balances.current()
         rows: list[tuple[Any, ...]] = []
         entries: list[dict[str, Any]] = []
         for item in items:
@@ -224,15 +229,13 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
             a = acct[item.account_id]
             hold = row[_AT["hold"]]
             a["available"] -= hold
-            holds[item.account_id] = holds.get(item.account_id, 0) + hold
+            money.add(item.account_id, held=hold)
             rows.append(row)
             entries.append(dict(account_id=item.account_id, kind=EntryKind.HOLD.value,
                                 amount=hold, request_id=item.request_id, note="",
                                 created_at=item.now_ms))
             results.append(to_verification(row))
-        if holds or rows:
-            await self.sql.execute_many(conn, "UPDATE accounts SET held = held + ? WHERE id = ?",
-                                        [(v, k) for k, v in sorted(holds.items())])
+        if rows:
             await self._number_messages(conn, rows, results)
             await self.sql.insert_rows(conn, "verifications", COLUMNS, rows)
             await self.sql.insert(conn, "ledger", entries)
@@ -265,7 +268,7 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
         ids = sorted({i.account_id for i in items})
         result = await self.sql.fetch(
             conn, "SELECT id, disabled, balance, held, allowed_directions, tariff_plan "
-                  "FROM accounts WHERE id IN (?*) ORDER BY id{lock}", self.sql.many(ids))
+                  "FROM accounts WHERE id IN (?*)", self.sql.many(ids))
         out = {}
         for account_id, disabled, balance, held, directions, plan in result:
             out[account_id] = dict(disabled=bool(disabled), available=balance - held,
@@ -450,7 +453,6 @@ class _Writes:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     reports: list[dict[str, Any]] = field(default_factory=list)
     ledger: list[dict[str, Any]] = field(default_factory=list)
-    money: dict[int, list[int]] = field(default_factory=dict)  # account -> [balance, held]
     outbox: list[dict[str, Any]] = field(default_factory=list)
     costs: list[tuple[Any, ...]] = field(default_factory=list)
     leases: dict[str, tuple[str, int]] = field(default_factory=dict)  # kept for run-now steps
@@ -507,9 +509,7 @@ class Transitions:
             capture, release = settle(v.hold, charged)
             new.charged, new.finished_at = charged, now_ms
             new.delivered_by = d.delivered_by.value if d.delivered_by else None
-            money = w.money.setdefault(v.account_id, [0, 0])
-            money[0] -= capture
-            money[1] -= v.hold
+            balances.current().add(v.account_id, balance=-capture, held=-v.hold)
             for kind, amount in ((EntryKind.CAPTURE, capture), (EntryKind.RELEASE, release)):
                 if amount:
                     w.ledger.append(dict(account_id=v.account_id, kind=kind.value, amount=amount,
@@ -540,9 +540,6 @@ class Transitions:
                            v.next_run_at, v.run_step, owner, until, v.version, rid))
         await self.sql.update_rows(conn, "verifications", "request_id", _VERIFICATION_COLUMNS,
                                    params)
-        await self.sql.execute_many(
-            conn, "UPDATE accounts SET balance = balance + ?, held = held + ? WHERE id = ?",
-            [(v[0], v[1], k) for k, v in sorted(w.money.items())])
         for name, rows in (("attempts", w.attempts), ("reports", w.reports),
                            ("ledger", w.ledger), ("outbox", w.outbox)):
             await self.sql.insert(conn, name, rows)
