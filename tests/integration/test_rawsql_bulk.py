@@ -74,3 +74,34 @@ async def test_update_rows_refuses_a_key_given_twice(db_url: str) -> None:
                                       [("a", 1), ("b", 1)])
     finally:
         await db.dispose()
+
+
+async def test_writes_of_several_tables_run_together(db_url: str) -> None:
+    """One op's flush: an update and inserts into three tables (one statement on PostgreSQL)."""
+    db = Database(db_url)
+    sql = RawSql(db)
+    try:
+        async with db.batch() as conn:
+            await sql.insert(conn, "accounts", [dict(id=1, name="a", callback_secret="s",
+                                                     created_at=1)])
+            await sql.insert(conn, "outbox", [dict(event_id="ev", account_id=1, url="u",
+                                                   body="{}", next_attempt_at=5, created_at=1)])
+        out_id = (await _rows(db, "SELECT id FROM outbox"))[0][0]
+        async with db.batch() as conn:
+            await (sql.writes()
+                   .update_rows("outbox", "id", ("last_error",), [("boom", out_id)])
+                   .insert("ledger", [dict(account_id=1, kind="hold", amount=150,
+                                           request_id="rq", note="", created_at=2)])
+                   .insert("ledger", [])  # nothing to write: no part
+                   .insert_rows("provider_costs", COST_COLUMNS,
+                                [("sms", "r", "rq", "charge", 7, "RUB", 3)] * 2,
+                                "ON CONFLICT (channel, provider_ref, kind) DO NOTHING")
+                   .run(conn))
+        assert await _rows(db, "SELECT last_error FROM outbox") == [("boom",)]
+        assert await _rows(db, "SELECT kind, amount FROM ledger") == [("hold", 150)]
+        assert await _rows(db, "SELECT amount_micros FROM provider_costs") == [(7,)]
+        with pytest.raises(ValueError, match="twice in one statement"):
+            (sql.writes().update_rows("outbox", "id", ("last_error",), [("a", out_id)])
+             .update_rows("outbox", "id", ("last_error",), [("b", out_id)]))
+    finally:
+        await db.dispose()

@@ -33,7 +33,7 @@ class RawSql:
         self.is_sqlite = db.is_sqlite
         self.lock = "" if db.is_sqlite else " FOR UPDATE"
         self._cache: dict[str, str] = {}
-        self._bulk_cache: dict[tuple[Any, ...], str] = {}
+        self._bulk_cache: dict[tuple[Any, ...], str] = {}  # BulkWrites' statements
 
     def render(self, template: str) -> str:
         sql = self._cache.get(template)
@@ -121,61 +121,100 @@ class RawSql:
     async def insert(self, conn: Any, table: str,
                      rows: Sequence[dict[str, Any]]) -> None:
         """Insert dict rows that all have the same keys."""
-        if not rows:
-            return
-        columns = list(rows[0])
-        await self.insert_rows(conn, table, columns, [tuple(r[c] for c in columns) for r in rows])
+        await self.writes().insert(table, rows).run(conn)
 
     async def insert_rows(self, conn: Any, table: str, columns: Sequence[str],
                           rows: Sequence[Sequence[Any]], suffix: str = "") -> None:
         """Insert tuples in `columns` order; `suffix` follows the values (e.g. ON CONFLICT)."""
-        if not rows:
-            return
-        if self.is_sqlite:
-            await self.execute_many(conn, f"INSERT INTO {table} ({', '.join(columns)}) "
-                                          f"VALUES ({', '.join('?' * len(columns))}) {suffix}",
-                                    rows)
-            return
-        cache_key = ("insert", table, tuple(columns), suffix)
-        sql = self._bulk_cache.get(cache_key)
-        if sql is None:
-            values = ", ".join(_from_json(table, columns))
-            sql = (f"INSERT INTO {table} ({', '.join(columns)}) "
-                   f"SELECT {values} FROM jsonb_array_elements($1::jsonb) AS r {suffix}")
-            self._bulk_cache[cache_key] = sql
-        await self._pg_json(conn, sql, rows, len(columns))
+        await self.writes().insert_rows(table, columns, rows, suffix).run(conn)
 
     async def update_rows(self, conn: Any, table: str, key: str, columns: Sequence[str],
                           rows: Sequence[Sequence[Any]], fixed: str = "") -> None:
+        """See BulkWrites.update_rows."""
+        await self.writes().update_rows(table, key, columns, rows, fixed).run(conn)
+
+    def writes(self) -> BulkWrites:
+        """Collect several many-row writes to run as one statement (PostgreSQL)."""
+        return BulkWrites(self)
+
+
+class BulkWrites:
+    """Many rows' inserts and updates, run together: executemany after executemany on SQLite
+    (in-process, no round trips), one statement on PostgreSQL, each write a data-modifying
+    CTE over its own JSONB parameter (one round trip instead of one per table).
+
+    The writes of one statement cannot see each other's rows, so use it for writes that do
+    not depend on each other (one op's flush); each table at most once per kind.
+    """
+
+    def __init__(self, sql: RawSql) -> None:
+        self.sql = sql
+        # (signature for the statement cache, SQLite statement, PG statement with $n, rows)
+        self._parts: list[tuple[tuple[Any, ...], str, str, Sequence[Sequence[Any]]]] = []
+
+    def insert(self, table: str, rows: Sequence[dict[str, Any]]) -> BulkWrites:
+        if rows:
+            columns = list(rows[0])
+            self.insert_rows(table, columns, [tuple(r[c] for c in columns) for r in rows])
+        return self
+
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                    suffix: str = "") -> BulkWrites:
+        if not rows:
+            return self
+        _check_width(rows, len(columns))
+        names = ", ".join(columns)
+        lite = f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))}) {suffix}"
+        pg = (f"INSERT INTO {table} ({names}) SELECT {', '.join(_from_json(table, columns))} "
+              "FROM jsonb_array_elements($?::jsonb) AS r " + suffix)
+        self._parts.append((("insert", table, tuple(columns), suffix), lite, pg, rows))
+        return self
+
+    def update_rows(self, table: str, key: str, columns: Sequence[str],
+                    rows: Sequence[Sequence[Any]], fixed: str = "") -> BulkWrites:
         """`UPDATE table SET column = value, ... [, fixed] WHERE key = value` for each row
         (the column values, then the key). Keys must be distinct; the rows to change should
         already be locked by this transaction (PostgreSQL locks them in join order here)."""
         if not rows:
-            return
+            return self
+        _check_width(rows, len(columns) + 1)
         if len({row[-1] for row in rows}) != len(rows):
             raise ValueError(f"update_rows on {table}: a {key} given twice")
-        sets = [f"{c} = ?" for c in columns] + ([fixed] if fixed else [])
-        if self.is_sqlite:
-            await self.execute_many(
-                conn, f"UPDATE {table} SET {', '.join(sets)} WHERE {key} = ?", rows)
-            return
-        cache_key = ("update", table, key, tuple(columns), fixed)
-        sql = self._bulk_cache.get(cache_key)
-        if sql is None:
-            *values, key_value = _from_json(table, [*columns, key])
-            assigned = [f"{c} = {v}" for c, v in zip(columns, values, strict=True)]
-            sql = (f"UPDATE {table} AS t SET {', '.join(assigned + ([fixed] if fixed else []))} "
-                   f"FROM jsonb_array_elements($1::jsonb) AS r WHERE t.{key} = {key_value}")
-            self._bulk_cache[cache_key] = sql
-        await self._pg_json(conn, sql, rows, len(columns) + 1)
+        if any(part[0][:2] == ("update", table) for part in self._parts):
+            raise ValueError(f"update_rows on {table} twice in one statement")
+        extra = [fixed] if fixed else []
+        lite = (f"UPDATE {table} SET {', '.join([f'{c} = ?' for c in columns] + extra)} "
+                f"WHERE {key} = ?")
+        *values, key_value = _from_json(table, [*columns, key])
+        assigned = [f"{c} = {v}" for c, v in zip(columns, values, strict=True)] + extra
+        pg = (f"UPDATE {table} AS t SET {', '.join(assigned)} "
+              f"FROM jsonb_array_elements($?::jsonb) AS r WHERE t.{key} = {key_value}")
+        self._parts.append((("update", table, key, tuple(columns), fixed), lite, pg, rows))
+        return self
 
-    async def _pg_json(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]],
-                       width: int) -> None:
-        """Run `sql` with the rows as one JSON array of arrays."""
-        if any(len(row) != width for row in rows):
-            raise ValueError(f"rows must have {width} values")
-        driver = await self.driver(conn)
-        await driver.execute(sql, orjson.dumps(rows).decode())
+    async def run(self, conn: Any) -> None:
+        if not self._parts:
+            return
+        if self.sql.is_sqlite:
+            for _, lite, _, rows in self._parts:
+                await self.sql.execute_many(conn, lite, rows)
+            return
+        signature = tuple(part[0] for part in self._parts)
+        statement = self.sql._bulk_cache.get(signature)
+        if statement is None:
+            pieces = [pg.replace("$?", f"${i}") for i, (_, _, pg, _) in enumerate(self._parts, 1)]
+            statement = pieces[0] if len(pieces) == 1 else (
+                "WITH " + ", ".join(f"w{i} AS ({p})" for i, p in enumerate(pieces, 1))
+                + " SELECT 1")
+            self.sql._bulk_cache[signature] = statement
+        driver = await self.sql.driver(conn)
+        await driver.execute(statement, *(orjson.dumps(rows).decode()
+                                          for _, _, _, rows in self._parts))
+
+
+def _check_width(rows: Sequence[Sequence[Any]], width: int) -> None:
+    if any(len(row) != width for row in rows):
+        raise ValueError(f"rows must have {width} values")
 
 
 def _from_json(table: str, columns: Sequence[str]) -> list[str]:

@@ -237,8 +237,8 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
             results.append(to_verification(row))
         if rows:
             await self._number_messages(conn, rows, results)
-            await self.sql.insert_rows(conn, "verifications", COLUMNS, rows)
-            await self.sql.insert(conn, "ledger", entries)
+            await (self.sql.writes().insert_rows("verifications", COLUMNS, rows)
+                   .insert("ledger", entries).run(conn))
         return results
 
     async def _number_messages(self, conn: BatchConn, rows: list[tuple[Any, ...]],
@@ -538,12 +538,13 @@ class Transitions:
             params.append((v.step_index, v.retries, v.state.value, v.state_reason, v.resend,
                            v.charged, v.delivered_by, v.updated_at, v.finished_at,
                            v.next_run_at, v.run_step, owner, until, v.version, rid))
-        await self.sql.update_rows(conn, "verifications", "request_id", _VERIFICATION_COLUMNS,
-                                   params)
+        writes = self.sql.writes().update_rows("verifications", "request_id",
+                                               _VERIFICATION_COLUMNS, params)
         for name, rows in (("attempts", w.attempts), ("reports", w.reports),
                            ("ledger", w.ledger), ("outbox", w.outbox)):
-            await self.sql.insert(conn, name, rows)
-        await self.sql.insert_rows(conn, "provider_costs", _COST_COLUMNS, w.costs, _COST_REPEAT)
+            writes.insert(name, rows)
+        writes.insert_rows("provider_costs", _COST_COLUMNS, w.costs, _COST_REPEAT)
+        await writes.run(conn)
 
     @staticmethod
     def cost(w: _Writes, channel: str, ref: str | None, request_id: str | None,
