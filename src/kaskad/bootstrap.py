@@ -213,12 +213,13 @@ class Gateway:
                                   for c in smpp.connectors]
         return channel
 
-    def _store_mo(self, connector: str, mo: MobileOriginated) -> None:
+    def _store_mo(self, connector: str, mo: MobileOriginated) -> asyncio.Future[None]:
         future = self.batcher.enqueue(self.store_mo_op, NewMo(
             connector, mo.source, mo.destination, decode_payload(mo.short_message,
                                                                  mo.data_coding),
             mo.data_coding, to_ms(self.clock())))
         future.add_done_callback(_log_failed_mo)
+        return future
 
     async def _start_smsc_simulator(self) -> None:
         """The built-in SMSC on a loopback port, and one connector to it (the demo's)."""

@@ -30,7 +30,7 @@ from kaskad.services.send_code import SendCodeInput
 from kaskad.simulators.smsc import SmscRule, SmscSimulator
 from kaskad.simulators.world import World
 from kaskad.storage.mo import recent_mo
-from kaskad.storage.schema import attempts, verifications
+from kaskad.storage.schema import attempts, reports, verifications
 
 SAMPLE_REGISTRY = files("kaskad").joinpath("data/numbering_sample.csv").read_text("utf-8")
 SMS_DELIVERS = "79001234564"  # no Telegram, SMS delivers (sandbox world)
@@ -334,3 +334,63 @@ async def test_smpp_over_tls(smsc: SmscSimulator, tls_cert: tuple[Path, Path]) -
         await untrusted.stop()
         front.close()
     assert any(p.destination_addr == SMS_DELIVERS for p in smsc.submits)
+
+
+async def test_a_deliver_sm_is_acknowledged_only_once_it_is_stored(
+        make_gateway: Any, smsc: SmscSimulator) -> None:
+    """Receipt and MO alike: when the SMSC has its deliver_sm_resp, the row is committed,
+    even when the database is slow (every write here starts 0.2 s late)."""
+    gw, key = await _gateway(make_gateway, _connector(smsc))
+    enqueue = gw.batcher.enqueue
+
+    def slow(op: Any, item: Any) -> Any:
+        late = asyncio.get_running_loop().create_future()
+
+        def start() -> None:
+            def copy(real: asyncio.Future[Any]) -> None:
+                error = real.exception()
+                if error is not None:
+                    late.set_exception(error)
+                else:
+                    late.set_result(real.result())
+
+            enqueue(op, item).add_done_callback(copy)
+
+        asyncio.get_running_loop().call_later(0.2, start)
+        return late
+
+    gw.batcher.enqueue = slow  # type: ignore[method-assign]
+    sent = await smsc.send_mo("79161234567", "Kaskad", "СТОП")
+    assert sent.status == 0
+    async with gw.db.read() as conn:
+        assert [m.text for m in await recent_mo(conn)] == ["СТОП"]  # no waiting: stored
+
+    await _final(gw, await _send(gw, key, SMS_DELIVERS))
+    deadline = asyncio.get_running_loop().time() + 10
+    while not smsc.receipts_answered:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+    message_id, status = smsc.receipts_answered[0]
+    assert status == 0
+    async with gw.db.read() as conn:
+        stored = list(await conn.execute(select(reports.c.provider_ref)))
+    assert [r.provider_ref for r in stored] == [f"sim:{message_id}"]
+
+
+async def test_a_deliver_sm_that_cannot_be_stored_is_refused_for_a_resend(
+        make_gateway: Any, smsc: SmscSimulator) -> None:
+    gw, _ = await _gateway(make_gateway, _connector(smsc))
+    enqueue = gw.batcher.enqueue
+
+    def failing(op: Any, item: Any) -> Any:
+        if op is gw.store_mo_op:  # the database refuses this one write
+            future = asyncio.get_running_loop().create_future()
+            future.set_exception(RuntimeError("disk full"))
+            return future
+        return enqueue(op, item)
+
+    gw.batcher.enqueue = failing  # type: ignore[method-assign]
+    sent = await smsc.send_mo("79161234567", "Kaskad", "СТОП")
+    assert sent.status == 0x08  # ESME_RSYSERR: the SMSC keeps it and sends it again
+    gw.batcher.enqueue = enqueue  # type: ignore[method-assign]
+    assert (await smsc.send_mo("79161234567", "Kaskad", "СТОП")).status == 0

@@ -33,12 +33,14 @@ class ReportHandler:
             channel, provider_ref, outcome, to_ms(self.clock()), detail, cost)))
 
     def report_soon(self, channel: ChannelName, provider_ref: str, outcome: Outcome,
-                    detail: str = "") -> None:
+                    detail: str = "") -> asyncio.Future[Applied]:
         """The same without a coroutine (and so without a task per report), for callers on
-        timers; a failed write is logged, like any report the database did not take."""
+        timers and receive loops; a failed write is logged, like any report the database did
+        not take. The future is the write's (an SMPP receipt is acknowledged when it is done)."""
         future = self.batcher.enqueue(self.op, Report(
             channel, provider_ref, outcome, to_ms(self.clock()), detail))
         future.add_done_callback(self._done)
+        return future
 
     def _done(self, future: asyncio.Future[Applied]) -> None:
         if future.cancelled():

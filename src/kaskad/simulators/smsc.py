@@ -344,6 +344,8 @@ class SmscSimulator:
         self._clock = clock
         self.submits: list[SubmittedPart] = []
         self.receipts_sent: list[tuple[str, str, MessageState]] = []
+        # (message id, deliver_sm_resp command_status) of each receipt the ESME answered
+        self.receipts_answered: list[tuple[str, int]] = []
         self.mo_sent: list[SentMo] = []
         self._rules: dict[str, SmscRule] = {}
         self._esmes: dict[str, smpp34.Esme] = {}
@@ -484,7 +486,7 @@ class SmscSimulator:
 
     # ----------------------------------------------------------------- MO
 
-    async def send_mo(self, source: str, destination: str, text: str) -> None:
+    async def send_mo(self, source: str, destination: str, text: str) -> SentMo:
         """A mobile-originated deliver_sm (esm_class 0) to a bound session that can receive.
 
         Raises LookupError when none is bound: an MO test must bind first.
@@ -500,8 +502,10 @@ class SmscSimulator:
             short_message, tlvs = b"", [smpp34.Tlv(TLV_MESSAGE_PAYLOAD, body)]
         resp = await esme.deliver_sm(destination, short_message, source_addr=source,
                                      esm_class=0, data_coding=data_coding, tlvs=tlvs)
-        self.mo_sent.append(SentMo(esme.session_id, source, destination, text, data_coding,
-                                   resp.command_status))
+        sent = SentMo(esme.session_id, source, destination, text, data_coding,
+                      resp.command_status)
+        self.mo_sent.append(sent)
+        return sent
 
     # ----------------------------------------------------------------- events
 
@@ -621,6 +625,7 @@ class SmscSimulator:
         except smpp34.SmppError:
             self.receipts_sent.remove(record)
             return False
+        self.receipts_answered.append((receipt.message_id, resp.command_status))
         if not resp.is_success:
             _log.warning("SMSC simulator: receipt %s refused with %#x", receipt.message_id,
                          resp.command_status)

@@ -10,11 +10,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import structlog
 
 from kaskad.channels.base import Delivery, ReportSink, SendResult
-from kaskad.channels.sms.connector import MobileOriginated, Part, SmppConnector, SubmitResult
+from kaskad.channels.sms.connector import (
+    MobileOriginated,
+    MoSink,
+    Part,
+    SmppConnector,
+    SubmitResult,
+)
 from kaskad.domain.channels import ChannelName, Outcome
 from kaskad.domain.dlr import Receipt
 from kaskad.domain.numbering import direction_matches
@@ -39,7 +46,7 @@ class SmsChannel:
 
     def __init__(self, connectors: Sequence[SmppConnector], sink: ReportSink, *,
                  sender: str, route: Callable[[str], Sequence[SmppConnector]] | None = None,
-                 mo_sink: Callable[[str, MobileOriginated], None] | None = None) -> None:
+                 mo_sink: MoSink | None = None) -> None:
         self.connectors = connectors
         self.sink = sink
         self.mo_sink = mo_sink
@@ -102,23 +109,24 @@ class SmsChannel:
             first_id = first_id or result.message_id
         return result, first_id
 
-    def on_receipt(self, connector: str, receipt: Receipt) -> None:
-        """From a connector's receive loop: hand the receipt to the cascade without blocking."""
+    def on_receipt(self, connector: str, receipt: Receipt) -> asyncio.Future[Any]:
+        """From a connector's receive loop: hand the receipt to the cascade without blocking;
+        the future of its storage (the connector acknowledges the receipt when it is done)."""
         outcome = receipt.state.outcome or Outcome.ACCEPTED  # ENROUTE/ACCEPTD: recorded only
         ref = provider_ref(connector, receipt.message_id)
         detail = receipt.state.stat + (f" err:{receipt.error}" if receipt.error else "")
         soon = getattr(self.sink, "report_soon", None)
         if soon is not None:
-            soon(self.name, ref, outcome, detail)
-            return
+            return cast("asyncio.Future[Any]", soon(self.name, ref, outcome, detail))
         task = asyncio.create_task(self.sink.report(self.name, ref, outcome, detail))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
-    def on_mo(self, connector: str, mo: MobileOriginated) -> None:
-        """A subscriber's message to us, from a connector's receive loop (must not block)."""
-        if self.mo_sink is not None:
-            self.mo_sink(connector, mo)
+    def on_mo(self, connector: str, mo: MobileOriginated) -> asyncio.Future[Any] | None:
+        """A subscriber's message to us, from a connector's receive loop (must not block);
+        the future of its storage."""
+        return None if self.mo_sink is None else self.mo_sink(connector, mo)
 
     async def start(self) -> None:
         for connector in self.connectors:

@@ -7,9 +7,11 @@ Parts are made by kaskad.domain.sms and sent pre-encoded (UDH included), so aios
 splitting and payload moving never apply. Throttling answers (ESME_RTHROTTLED, ESME_RMSGQFUL)
 slow the sender down and the same part is submitted again; they never fail a message.
 
-The hook runs inside aiosmpplib's receive loop before deliver_sm_resp is sent, so receipts are
-handed on without awaiting storage (the writer's queue takes them); a crash between the ack and
-the commit loses that receipt, and the cascade's report timeout covers it.
+A deliver_sm (receipt or MO) is acknowledged only once it is stored: the sinks hand back the
+future of its write, and its deliver_sm_resp goes out when that completes (ESME_RSYSERR if the
+write failed, so the SMSC delivers it again). The receive loop does not wait for it; SMPP
+lets responses go out in any order. A crash before the commit leaves the deliver_sm
+unanswered, and the SMSC sends it again.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ from aiosmpplib import ESME, NPI, TON, BindMode, PhoneNumber, SubmitSm
 from aiosmpplib import esme as esme_module
 from aiosmpplib.correlator import SimpleCorrelator
 from aiosmpplib.hook import AbstractHook
-from aiosmpplib.protocol import SubmitSmResp
+from aiosmpplib.protocol import DeliverSmResp, SubmitSmResp
 from aiosmpplib.retrytimer import SimpleExponentialBackoff
-from aiosmpplib.state import SmppCommand
+from aiosmpplib.state import SmppCommand, SmppCommandStatus
 
 from kaskad.config import ConnectorSettings
 from kaskad.domain.dlr import ESM_CLASS_RECEIPT, Receipt, receipt_from_pdu
@@ -69,8 +71,9 @@ class MobileOriginated:
     short_message: bytes
 
 
-ReceiptSink = Callable[[str, Receipt], None]  # (connector name, receipt)
-MoSink = Callable[[str, MobileOriginated], None]
+# (connector name, receipt / MO) -> the future of its storage, or None if nothing is stored
+ReceiptSink = Callable[[str, Receipt], "asyncio.Future[Any] | None"]
+MoSink = Callable[[str, MobileOriginated], "asyncio.Future[Any] | None"]
 
 
 class _RateLimit:
@@ -102,8 +105,8 @@ class _Hook(AbstractHook):
             return
         command_id = int.from_bytes(pdu[4:8], "big")
         if command_id == DELIVER_SM:
-            self.bind.connector.on_deliver_sm(pdu)
-        elif isinstance(smpp_message, SubmitSmResp) or command_id == GENERIC_NACK:
+            return  # taken care of, and answered, by _Esme._handle_request
+        if isinstance(smpp_message, SubmitSmResp) or command_id == GENERIC_NACK:
             status = int.from_bytes(pdu[8:12], "big")
             log_id = getattr(smpp_message, "log_id", "")
             message_id = getattr(smpp_message, "message_id", "") or None
@@ -111,9 +114,6 @@ class _Hook(AbstractHook):
 
     async def send_error(self, smpp_message: Any, error: Exception, client_id: str) -> None:
         self.bind.fail(getattr(smpp_message, "log_id", ""), f"not sent: {error!r}")
-
-
-_RAW_DELIVER_SM = object()  # a deliver_sm left unparsed by aiosmpplib: the hook reads the PDU
 
 
 class _Correlator(SimpleCorrelator):
@@ -148,15 +148,38 @@ def tls_context(s: ConnectorSettings) -> ssl.SSLContext:
 
 
 class _Esme(ESME):
-    """aiosmpplib's ESME with two repairs: it closes the streams it lets go of (it half-closes
-    on unbind and replaces them on reconnect, which leaked a socket each time), and it leaves
-    deliver_sm to our hook instead of decoding text, dates and correlations that we do not use
-    (measured: most of the client's CPU per receipt)."""
+    """aiosmpplib's ESME with three repairs: it closes the streams it lets go of (it half-closes
+    on unbind and replaces them on reconnect, which leaked a socket each time); it leaves
+    deliver_sm to us instead of decoding text, dates and correlations that we do not use
+    (measured: most of the client's CPU per receipt); and it answers a deliver_sm once it is
+    stored, not as soon as it is read."""
+
+    on_deliver_sm: Callable[[bytes], asyncio.Future[Any] | None] | None = None
+    _acks: set[asyncio.Task[None]]
 
     async def _handle_request(self, pdu: bytes, header: Any) -> Any:
-        if header.smpp_command == SmppCommand.DELIVER_SM:
-            return _RAW_DELIVER_SM  # the hook parses it; deliver_sm_resp is sent as usual
-        return await super()._handle_request(pdu, header)
+        if header.smpp_command != SmppCommand.DELIVER_SM or self.on_deliver_sm is None:
+            return await super()._handle_request(pdu, header)
+        stored = self.on_deliver_sm(pdu)
+        sequence = header.sequence_num
+        if stored is None:  # nothing to keep (undecodable, or no MO sink): acknowledged now
+            await self._send_data(DeliverSmResp(sequence))
+            return None  # falsy: the library sends no answer of its own
+        if not hasattr(self, "_acks"):
+            self._acks = set()
+        task = asyncio.create_task(self._ack_when_stored(stored, sequence))
+        self._acks.add(task)
+        task.add_done_callback(self._acks.discard)
+        return None
+
+    async def _ack_when_stored(self, stored: asyncio.Future[Any], sequence: int) -> None:
+        status = SmppCommandStatus.ESME_ROK
+        try:
+            await asyncio.shield(stored)
+        except Exception:  # the sink logged it; the SMSC will send it again
+            status = SmppCommandStatus.ESME_RSYSERR
+        with contextlib.suppress(Exception):  # the session is gone: the SMSC resends anyway
+            await self._send_data(DeliverSmResp(sequence, command_status=status))
 
     tls: ssl.SSLContext | None = None  # set per bind: SMPP over TLS (aiosmpplib has none)
 
@@ -198,6 +221,7 @@ class _Bind:
             retry_timer=SimpleExponentialBackoff(min_delay=200, max_increases=6),
             correlator=_Correlator(s.system_id))
         self.esme.tls = tls_context(s) if s.tls else None
+        self.esme.on_deliver_sm = connector.on_deliver_sm
         self.task: asyncio.Task[None] | None = None
 
     @property
@@ -345,26 +369,27 @@ class SmppConnector:
             waited += pause
             pause = min(pause * 2, 5.0)
 
-    def on_deliver_sm(self, pdu: bytes) -> None:
-        """A receipt or an MO message, from a bind's receive loop (must not block)."""
+    def on_deliver_sm(self, pdu: bytes) -> asyncio.Future[Any] | None:
+        """A receipt or an MO message, from a bind's receive loop (must not block): the
+        future of its storage, which its deliver_sm_resp waits for."""
         try:
             from smpp34 import decode  # the codec only; our session stays aiosmpplib's
 
             decoded: Any = decode(pdu)
         except Exception as exc:
             log.warning("undecodable deliver_sm", connector=self.name, error=repr(exc))
-            return
+            return None
         tlvs = {t.tag: bytes(t.value) for t in decoded.tlvs}
         if decoded.esm_class & 0x3C == ESM_CLASS_RECEIPT:
             receipt = receipt_from_pdu(tlvs, bytes(decoded.short_message))
             if receipt is None:
                 log.warning("unparsable delivery receipt", connector=self.name)
-                return
+                return None
             self.stats.receipts += 1
-            self.on_receipt(self.name, receipt)
-            return
+            return self.on_receipt(self.name, receipt)
         self.stats.mo += 1
-        if self.on_mo is not None:
-            self.on_mo(self.name, MobileOriginated(decoded.source_addr, decoded.destination_addr,
-                                                   decoded.data_coding,
-                                                   bytes(decoded.short_message)))
+        if self.on_mo is None:
+            return None
+        return self.on_mo(self.name, MobileOriginated(
+            decoded.source_addr, decoded.destination_addr, decoded.data_coding,
+            bytes(decoded.short_message)))
