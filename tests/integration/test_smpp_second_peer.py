@@ -105,3 +105,21 @@ async def test_a_refused_bind_never_counts_as_up(node_smsc: NodeSmsc) -> None:
         assert result.verdict is SubmitVerdict.TEMPORARY and "not bound" in result.detail
     finally:
         await c.stop()
+
+
+async def test_a_vendor_specific_status_fails_the_part_and_keeps_the_session(
+        node_smsc: NodeSmsc) -> None:
+    """aiosmpplib knew only the listed command_status codes and dropped the session on any
+    other; a vendor's code (0x400-0x4FF) is a temporary failure of that one part."""
+    c = await _connector(node_smsc.port, "secret", [])
+    try:
+        assert await c.wait_bound(10)
+        session = c.binds[0].esme._writer  # aiosmpplib's stream of the bound session
+        seg = segment("Your code: 1234")
+        odd = await c.submit(Part("Kaskad", "79005550401", seg.encoding, seg.payloads()[0]))
+        assert odd.verdict is SubmitVerdict.TEMPORARY and odd.detail == "0x00000401", odd
+        ok = await c.submit(Part("Kaskad", "79001234564", seg.encoding, seg.payloads()[0]))
+        assert ok.verdict is SubmitVerdict.ACCEPTED
+        assert c.binds[0].esme._writer is session  # no reconnect in between
+    finally:
+        await c.stop()

@@ -394,3 +394,4 @@ async def test_a_deliver_sm_that_cannot_be_stored_is_refused_for_a_resend(
     assert sent.status == 0x08  # ESME_RSYSERR: the SMSC keeps it and sends it again
     gw.batcher.enqueue = enqueue  # type: ignore[method-assign]
     assert (await smsc.send_mo("79161234567", "Kaskad", "СТОП")).status == 0
+

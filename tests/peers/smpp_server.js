@@ -1,7 +1,9 @@
 // A second, independent SMSC for kaskad's SMPP tests: node-smpp's server (npm "smpp").
 // Prints {"port": N} once listening, then one JSON line per submit_sm it accepts.
 // Answers every submit_sm with a message id and, when a receipt is asked for, sends a
-// delivery receipt (TLVs and the text form) 20 ms later on the same session.
+// delivery receipt (TLVs and the text form) 20 ms later on the same session. A destination
+// ending in 0401 is refused with 0x00000401, a vendor-specific code (SMPP 3.4 leaves
+// 0x400-0x4FF to SMSC vendors).
 'use strict';
 const smpp = require('smpp');
 
@@ -31,6 +33,10 @@ const server = smpp.createServer({}, (session) => {
   session.on('enquire_link', (pdu) => session.send(pdu.response()));
   session.on('unbind', (pdu) => { session.send(pdu.response()); session.close(); });
   session.on('submit_sm', (pdu) => {
+    if (String(pdu.destination_addr).endsWith('0401')) {
+      session.send(pdu.response({ command_status: 0x401 }));
+      return;
+    }
     counter += 1;
     const id = counter.toString(16);
     const sm = pdu.short_message || {};

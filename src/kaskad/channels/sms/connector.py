@@ -134,6 +134,20 @@ class _Correlator(SimpleCorrelator):
             await super()._remove_expired()
 
 
+def _any_status(cls: type[SmppCommandStatus], value: object) -> SmppCommandStatus | None:
+    """A command_status aiosmpplib does not list (SMPP 3.4 leaves 0x400-0x4FF to SMSC vendors,
+    and SMSCs use others) as a member of its own: the library's header parser raised on it,
+    which ended the session, and the submit it answered waited for its timeout."""
+    if not isinstance(value, int) or not 0 <= value <= 0xFFFFFFFF:
+        return None
+    member = int.__new__(cls, value)
+    member._name_ = f"STATUS_{value:#010x}"
+    member._value_ = value
+    return member
+
+
+SmppCommandStatus._missing_ = classmethod(_any_status)  # type: ignore[assignment]
+
 _OPEN_CONNECTION = asyncio.open_connection.__code__
 
 
