@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     ForeignKey,
     Index,
@@ -47,6 +48,8 @@ accounts = Table(
     Column("settings", Text, nullable=False, server_default="{}"),
     Column("password_hash", Text, nullable=True),  # argon2; for ssms email+password and the cabinet
     Column("is_admin", Boolean, nullable=False, server_default=text("false")),  # the /admin pages
+    # Available money never below zero, whatever writes the row (storage.balances relies on it).
+    CheckConstraint("held >= 0 AND balance >= held", name="ck_accounts_available_not_negative"),
 )
 
 api_keys = Table(
