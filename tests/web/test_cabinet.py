@@ -271,3 +271,22 @@ async def test_login_throttle_counts_per_address_across_emails(
     refused = await post_form(client, "/cabinet/login", "/cabinet/login", {
         "email": "real@example.com", "password": "right-password"})
     assert refused.status_code == 429
+
+
+async def test_password_change_is_throttled_like_the_login(client: httpx.AsyncClient) -> None:
+    """A borrowed session cannot guess the current password any faster than the login can."""
+    await register(client, "t@example.com", "old-password")
+    for _ in range(5):
+        wrong = await post_form(client, "/cabinet/password", "/cabinet/password", {
+            "current_password": "guess", "new_password": "new-password",
+            "password2": "new-password"})
+        assert wrong.status_code == 400
+    refused = await post_form(client, "/cabinet/password", "/cabinet/password", {
+        "current_password": "old-password", "new_password": "new-password",
+        "password2": "new-password"})
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+    assert "Слишком много попыток с неверным паролем" in refused.text
+    assert (await post_form(client, "/cabinet/", "/cabinet/logout", {})).status_code == 303
+    login = await post_form(client, "/cabinet/login", "/cabinet/login", {
+        "email": "t@example.com", "password": "old-password"})
+    assert login.status_code == 429  # the same limit guards the login

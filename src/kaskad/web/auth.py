@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -56,12 +57,9 @@ def build_router(web: Web) -> APIRouter:
         email = fields.get("email", "").strip()[:254]
         password = fields.get("password", "")[:200]
         keys = web.throttle.keys(email, request.client.host if request.client else None)
-        wait_ms = web.throttle.wait_ms(keys, web.now_ms())
-        if wait_ms:  # refused before the password is even hashed
-            refused = await web.render(request, "login.html", {
-                "errors": {"form": "login.throttled"}, "email": email,
-                "values": {"minutes": math.ceil(wait_ms / 60_000)}}, status=429)
-            refused.headers["Retry-After"] = str(math.ceil(wait_ms / 1000))
+        refused = await _throttled(web, request, keys, "login.html", "login.throttled",
+                                   {"email": email})
+        if refused is not None:  # refused before the password is even hashed
             return refused
         async with web.gw.db.read() as conn:
             found = await repo.login_of(conn, email) if email else None
@@ -126,6 +124,14 @@ def build_router(web: Web) -> APIRouter:
     async def change_password(request: Request) -> Response:
         session = await web.user(request)
         fields = await web.form(request, session)
+        # The current password is guessed here as at the login (a borrowed session): both
+        # count against the same limit.
+        keys = web.throttle.keys(session.email or "",
+                                 request.client.host if request.client else None)
+        refused = await _throttled(web, request, keys, "password.html", "password.throttled",
+                                   {"done": False}, session=session)
+        if refused is not None:
+            return refused
         new = fields.get("new_password", "")
         errors = {("new_" + k if k == "password" else k): v
                   for k, v in password_errors(new, fields.get("password2", "")).items()}
@@ -134,6 +140,7 @@ def build_router(web: Web) -> APIRouter:
         current_ok = await asyncio.to_thread(_verify, found[2] if found else None,
                                              fields.get("current_password", "")[:200])
         if not current_ok:
+            web.throttle.failed(keys, web.now_ms())
             errors["current_password"] = "err.password_wrong"
         if errors:
             return await web.render(request, "password.html", {
@@ -147,3 +154,17 @@ def build_router(web: Web) -> APIRouter:
                                 session=session)
 
     return router
+
+
+async def _throttled(web: Web, request: Request, keys: list[str], template: str,
+                     message: str, context: dict[str, Any], **render: Any) -> Response | None:
+    """The page that refuses a password attempt while its keys are throttled (429 with
+    Retry-After), or None to let it through."""
+    wait_ms = web.throttle.wait_ms(keys, web.now_ms())
+    if not wait_ms:
+        return None
+    refused: Response = await web.render(request, template, {
+        **context, "errors": {"form": message},
+        "values": {"minutes": math.ceil(wait_ms / 60_000)}}, status=429, **render)
+    refused.headers["Retry-After"] = str(math.ceil(wait_ms / 1000))
+    return refused

@@ -26,6 +26,9 @@ TEXTS: dict[str, tuple[str, str]] = {
                         "{minutes} мин.",
                         "Too many failed logins. Try again in {minutes} min."),
     "login.no_account": ("Нет аккаунта?", "No account yet?"),
+    "password.throttled": ("Слишком много попыток с неверным паролем. Попробуйте снова через "
+                           "{minutes} мин.",
+                           "Too many wrong passwords. Try again in {minutes} min."),
     "register.title": ("Регистрация", "Sign up"),
     "register.submit": ("Зарегистрироваться", "Sign up"),
     "register.have": ("Уже есть аккаунт?", "Have an account?"),
