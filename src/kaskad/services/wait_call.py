@@ -26,6 +26,7 @@ from kaskad.storage.batch import WriteBatcher
 from kaskad.storage.call_waits import (
     CallRecord,
     RecordCalls,
+    active_wait_taken,
     latest_wait,
     pool_numbers_in_use,
 )
@@ -79,15 +80,34 @@ class WaitCall:
         self.lease_s = lease_s
         self.pool = pool
         self.direction_of = direction_of
+        # (subscriber, pool number) chosen here and not yet stored: concurrent requests of
+        # one subscriber get different numbers without waiting on each other's commits.
+        self._choosing: set[tuple[str, str]] = set()
 
     async def __call__(self, req: WaitRequest) -> Verification:
         number = parse_number(req.phone)
         wait_s = parse_wait_s(req.wait_s)
-        call_to = await self.choose_number(number.digits)
+        for attempt in range(3):
+            call_to = await self.choose_number(number.digits)
+            self._choosing.add((number.digits, call_to))
+            try:
+                return await self._create(req, number.digits, number.direction, call_to,
+                                          wait_s)
+            except Exception as exc:
+                # Another node took the same number for this subscriber at the same moment
+                # (the unique index of active waits): choose again.
+                if not active_wait_taken(exc) or attempt == 2:
+                    raise
+            finally:
+                self._choosing.discard((number.digits, call_to))
+        raise AssertionError("unreachable")
+
+    async def _create(self, req: WaitRequest, digits: str, direction: str, call_to: str,
+                      wait_s: int) -> Verification:
         now = self.clock()
         item = NewVerification(
-            request_id=new_request_id(now), account_id=req.account_id, number=number.digits,
-            direction=self.direction_of(number.digits, number.direction), code="",
+            request_id=new_request_id(now), account_id=req.account_id, number=digits,
+            direction=self.direction_of(digits, direction), code="",
             resending=Resending.STOP, callback_url=req.hook_url,
             channels=(ChannelName.INCOMING_CALL,), now_ms=to_ms(now), lease_owner=self.node_id,
             lease_until_ms=to_ms(now + self.lease_s), kind="call", call_to=call_to,
@@ -102,7 +122,7 @@ class WaitCall:
         pool = list(self.pool())
         async with self.db.read() as conn:
             busy = await pool_numbers_in_use(conn, subscriber, pool)
-        free = [n for n in pool if n not in busy]
+        free = [n for n in pool if n not in busy and (subscriber, n) not in self._choosing]
         if not free:
             raise PoolExhausted()
         return secrets.choice(free)

@@ -23,6 +23,14 @@ class Wait:
     active: bool  # still waiting: not final and not past its window
 
 
+def active_wait_taken(exc: BaseException) -> bool:
+    """Whether a write failed on the unique index of active waits (ux_verifications_active_waits):
+    the subscriber already waits at that pool number."""
+    text_of = str(exc)
+    return ("ux_verifications_active_waits" in text_of  # PostgreSQL names the index
+            or "verifications.call_to, verifications.number" in text_of)  # SQLite, its columns
+
+
 async def pool_numbers_in_use(conn: AsyncConnection, number: str,
                               pool: Sequence[str]) -> set[str]:
     """Pool numbers this subscriber is already asked to call (to give them another)."""

@@ -129,6 +129,10 @@ verifications = Table(
     Index("ix_verifications_waits", "call_to", "number",
           sqlite_where=text("kind = 'call'"),
           postgresql_where=text("kind = 'call'")),
+    # A call names its wait by (pool number, caller): one active wait per pair (0010).
+    Index("ux_verifications_active_waits", "call_to", "number", unique=True,
+          sqlite_where=text("kind = 'call' AND next_run_at IS NOT NULL"),
+          postgresql_where=text("kind = 'call' AND next_run_at IS NOT NULL")),
 )
 
 attempts = Table(
