@@ -283,6 +283,56 @@ async def test_push_msg_over_smpp_is_charged_per_part_on_delivery(
     assert (account.balance, account.held) == (5000 - 3 * 350, 0)
 
 
+LONG_TEXT = "Ваш заказ собран и ждёт вас в пункте выдачи до пятницы включительно. " * 2
+
+
+async def _push_long(gw: Gateway, key: str, number: str) -> str:
+    """push_msg of a three-part text; its request id."""
+    app = create_app(gw, manage_gateway=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://kaskad.test") as client:
+        r = await client.post("/", data={"format": "json", "key": key, "method": "push_msg",
+                                         "phone": number, "text": LONG_TEXT})
+    sent = orjson.loads(r.content)["response"]
+    assert sent["msg"]["err_code"] == "0" and sent["data"]["n_raw_sms"] == 3, sent
+    return await _by_msg_id(gw, sent["data"]["id"])
+
+
+@pytest.mark.parametrize("receipt_before_resp", [False, True], ids=["in_order", "early"])
+async def test_a_long_message_is_delivered_once_all_its_parts_are(
+        make_gateway: Any, smsc: SmscSimulator, receipt_before_resp: bool) -> None:
+    """Each part has its own message id and receipt; all three are matched to the message
+    (also when they come before the submit_sm_resp), and it is charged for three parts."""
+    smsc.set_rule(SMS_DELIVERS, SmscRule(receipt_before_resp=receipt_before_resp))
+    gw, key = await _gateway(make_gateway, _connector(smsc))
+    v = await _final(gw, await _push_long(gw, key, SMS_DELIVERS))
+    assert v.state is State.SMS and v.charged == 3 * 350
+    async with gw.db.read() as conn:
+        stored = list(await conn.execute(select(reports).where(
+            reports.c.request_id == v.request_id)))
+    [message] = [m for m in smsc.messages() if m[0].destination_addr == SMS_DELIVERS]
+    assert sorted(r.provider_ref for r in stored) == sorted(
+        f"sim:{p.message_id}" for p in message)
+    assert "unmatched" not in {r.disposition for r in stored}
+
+
+@pytest.mark.parametrize("lost", [1, 2, 3])
+async def test_a_long_message_with_a_part_not_delivered_is_not_delivered_nor_charged(
+        make_gateway: Any, smsc: SmscSimulator, lost: int) -> None:
+    """The subscriber has the message only if every part arrived: one undeliverable part
+    (the first, or one after a delivered first) makes it not delivered, and nothing is
+    charged (before, the message followed its first part's receipt)."""
+    receipts = ["delivered"] * 3
+    receipts[lost - 1] = "undeliverable"
+    smsc.set_rule(SMS_DELIVERS, SmscRule(part_receipts=tuple(receipts)))
+    gw, key = await _gateway(make_gateway, _connector(smsc))
+    v = await _final(gw, await _push_long(gw, key, SMS_DELIVERS))
+    assert v.state is State.NOT_DELIVERED and v.charged == 0
+    account = await Admin(gw.db, test_balance_kop=5000,
+                          default_directions=["RU"]).account("acme")
+    assert (account.balance, account.held) == (5000, 0)
+
+
 async def _by_msg_id(gw: Gateway, msg_id: int) -> str:
     async with gw.db.read() as conn:
         return str((await conn.execute(select(verifications.c.request_id).where(

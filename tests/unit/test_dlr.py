@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,6 +16,7 @@ from kaskad.domain.dlr import (
     MessageState,
     format_receipt,
     id_variants,
+    message_outcome,
     parse_receipt_text,
     receipt_from_pdu,
 )
@@ -83,3 +86,25 @@ def test_id_variants_cross_hex_and_decimal() -> None:
 def test_field_names_are_whole_words() -> None:
     r = parse_receipt_text("paid:1 id:7 stat:DELIVRD")
     assert r is not None and r.message_id == "7"
+
+
+_PART = st.sampled_from([None, Outcome.DELIVERED, Outcome.NOT_DELIVERED])
+
+
+@given(st.lists(_PART, min_size=1, max_size=10))
+def test_a_long_message_is_delivered_only_when_every_part_is(parts: list[Outcome | None]) -> None:
+    outcome = message_outcome(parts)
+    if Outcome.NOT_DELIVERED in parts:
+        assert outcome is Outcome.NOT_DELIVERED
+    elif None in parts:
+        assert outcome is None  # still on its way
+    else:
+        assert outcome is Outcome.DELIVERED
+
+
+@given(st.lists(_PART, min_size=1, max_size=10), st.randoms())
+def test_a_long_message_outcome_does_not_depend_on_the_order_of_receipts(
+        parts: list[Outcome | None], rnd: Any) -> None:
+    shuffled = list(parts)
+    rnd.shuffle(shuffled)
+    assert message_outcome(shuffled) is message_outcome(parts)

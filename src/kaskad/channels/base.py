@@ -38,6 +38,9 @@ class SendResult:
     provider_ref: str | None = None  # the provider's id, for matching later reports
     detail: str = ""  # the provider's own words (error string, status), for the history
     cost: ProviderCost | None = None
+    # A message sent in parts (a long SMS): every part's reference, the first one first. Each
+    # part gets its own report; the attempt's outcome is decided from all of them.
+    part_refs: tuple[str, ...] = ()
 
 
 class ReportSink(Protocol):

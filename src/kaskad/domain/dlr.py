@@ -11,6 +11,7 @@ matching compares every reading of an id (`id_variants`).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -150,3 +151,17 @@ def id_variants(message_id: str) -> set[str]:
     if re.fullmatch(r"[0-9A-Fa-f]{1,16}", value):
         out.add(str(int(value, 16)))
     return out
+
+
+def message_outcome(parts: Sequence[Outcome | None]) -> Outcome | None:
+    """A long message's outcome from its parts' final receipts (None: no final one yet).
+
+    The subscriber has the message only when every part arrived, so it is delivered when all
+    parts are, and not delivered as soon as one part is not (the rest cannot make it whole).
+    Until then it is still on its way.
+    """
+    if any(p is Outcome.NOT_DELIVERED for p in parts):
+        return Outcome.NOT_DELIVERED
+    if parts and all(p is Outcome.DELIVERED for p in parts):
+        return Outcome.DELIVERED
+    return None

@@ -131,7 +131,7 @@ class Engine:
             request_id=v.request_id, version=v.version, step_index=v.step_index,
             retries=v.retries, outcome=result.outcome, now_ms=to_ms(self.clock()),
             started_ms=to_ms(started), detail=result.detail, provider_ref=result.provider_ref,
-            record_attempt=record, cost=result.cost)
+            record_attempt=record, cost=result.cost, part_refs=result.part_refs)
         try:
             return await self.batcher.submit(self.record_op, item)
         except Exception as exc:  # not recorded: the lease runs out and the step is re-run

@@ -105,11 +105,15 @@ class SmscRule:
     receipt_before_resp: bool = False  # send the receipt BEFORE the submit_sm_resp (a known race)
     receipt_form: str = "both"  # "tlv" | "text" | "both"
     receipt_id_decimal: bool = False  # hex ids in submit_sm_resp, their decimal reading in receipts
+    # A long message's parts by sequence number (1-based): each part's own receipt, where it
+    # differs from `receipt` (e.g. ("delivered", "undeliverable") loses the second part).
+    part_receipts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         """Fail where the rule is written, not later inside the event loop."""
-        if self.receipt not in RECEIPT_STATES:
-            raise ValueError(f"unknown receipt {self.receipt!r}")
+        for receipt in (self.receipt, *self.part_receipts):
+            if receipt not in RECEIPT_STATES:
+                raise ValueError(f"unknown receipt {receipt!r}")
         if self.receipt_form not in RECEIPT_FORMS:
             raise ValueError(f"unknown receipt_form {self.receipt_form!r}")
 
@@ -571,7 +575,10 @@ class SmscSimulator:
     def _plan_receipt(self, part: SubmittedPart, rule: SmscRule,
                       event: smpp34.SubmitSmEvent) -> _Receipt | None:
         """The receipt this part will get, or None (not asked for, or lost)."""
-        state = RECEIPT_STATES[rule.receipt]
+        receipt = rule.receipt
+        if part.udh is not None and 0 < part.udh[2] <= len(rule.part_receipts):
+            receipt = rule.part_receipts[part.udh[2] - 1]
+        state = RECEIPT_STATES[receipt]
         if state is None or part.message_id is None:
             return None
         if not wants_receipt(part.registered_delivery, state):

@@ -149,6 +149,21 @@ attempts = Table(
     Index("ix_attempts_provider_ref", "provider_ref"),
 )
 
+# The parts of a long SMS (concatenated by UDH), each with its own SMSC message id and its own
+# receipt. The attempt's provider_ref is its first part's; the message's outcome is decided
+# from all parts' receipts (domain.dlr.message_outcome). Short messages have no rows here.
+sms_parts = Table(
+    "sms_parts", metadata,
+    Column("provider_ref", String(100), primary_key=True),  # this part's "<connector>:<id>"
+    Column("first_ref", String(100), nullable=False),  # the attempt's provider_ref
+    Column("request_id", String(32), nullable=False),
+    Column("part_index", Integer, nullable=False),  # 1-based
+    Column("parts", Integer, nullable=False),
+    Column("outcome", String(24), nullable=True),  # the part's final receipt; None: none yet
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_sms_parts_first_ref", "first_ref"),
+)
+
 reports = Table(
     "reports", metadata,
     Column("id", Id, primary_key=True, autoincrement=True),

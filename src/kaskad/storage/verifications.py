@@ -10,7 +10,7 @@ lease ran out and whose work was re-claimed therefore cannot apply its stale res
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -30,6 +30,7 @@ from kaskad.domain.cascade import (
     resend_of,
 )
 from kaskad.domain.channels import ChannelName, Outcome, ProviderCost
+from kaskad.domain.dlr import message_outcome
 from kaskad.domain.errors import (
     AccountDisabled,
     KaskadError,
@@ -408,6 +409,7 @@ class StepOutcome:
     provider_ref: str | None = None
     record_attempt: bool = True  # False for the engine's own report deadline (no attempt made)
     cost: ProviderCost | None = None
+    part_refs: tuple[str, ...] = ()  # a long SMS: every part's reference (SendResult's)
 
 
 @dataclass(slots=True)
@@ -440,6 +442,9 @@ class Applied:
         return None
 
 
+# The receipts that decide a message part: the others (en route, accepted) are recorded only.
+_FINAL_REPORTS = (Outcome.DELIVERED, Outcome.NOT_DELIVERED)
+
 # (method, url, body, event_id) of the customer's notification of a final state, or None
 CallbackBuilder = Callable[[Verification], tuple[str, str, str, str] | None]
 
@@ -456,6 +461,15 @@ class _Writes:
     outbox: list[dict[str, Any]] = field(default_factory=list)
     costs: list[tuple[Any, ...]] = field(default_factory=list)
     leases: dict[str, tuple[str, int]] = field(default_factory=dict)  # kept for run-now steps
+    # Long SMS: parts of attempts recorded in this batch (new rows, by part reference), and
+    # (outcome, updated_at, part reference) of stored parts whose receipt came.
+    parts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    part_outcomes: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def message_outcome(self, first_ref: str, parts: dict[str, dict[str, Any]]) -> Outcome | None:
+        """The outcome of the long message whose first part is `first_ref` (None: not yet)."""
+        return message_outcome([None if p["outcome"] is None else Outcome(p["outcome"])
+                                for p in parts.values() if p["first_ref"] == first_ref])
 
 
 class Transitions:
@@ -540,6 +554,9 @@ class Transitions:
                            v.next_run_at, v.run_step, owner, until, v.version, rid))
         writes = self.sql.writes().update_rows("verifications", "request_id",
                                                _VERIFICATION_COLUMNS, params)
+        writes.update_rows("sms_parts", "provider_ref", ["outcome", "updated_at"],
+                           w.part_outcomes)
+        writes.insert("sms_parts", list(w.parts.values()))
         for name, rows in (("attempts", w.attempts), ("reports", w.reports),
                            ("ledger", w.ledger), ("outbox", w.outbox)):
             writes.insert(name, rows)
@@ -567,8 +584,8 @@ class RecordOutcomes(BatchOp[StepOutcome, Applied]):
         self.t = transitions
 
     def rendezvous_keys(self, items: Sequence[StepOutcome]) -> list[str]:
-        return [i.provider_ref for i in items
-                if i.provider_ref and i.outcome is Outcome.ACCEPTED]
+        return [ref for i in items if i.provider_ref and i.outcome is Outcome.ACCEPTED
+                for ref in (i.part_refs or (i.provider_ref,))]
 
     async def run(self, conn: BatchConn,
                   items: Sequence[StepOutcome]) -> list[Applied | Exception]:
@@ -587,6 +604,12 @@ class RecordOutcomes(BatchOp[StepOutcome, Applied]):
                     channel=v.channels[item.step_index].value, outcome=item.outcome.value,
                     detail=item.detail[:500], provider_ref=item.provider_ref,
                     started_at=item.started_ms, finished_at=item.now_ms))
+                if item.outcome is Outcome.ACCEPTED and item.provider_ref:
+                    for index, ref in enumerate(item.part_refs, 1):
+                        w.parts[ref] = dict(
+                            provider_ref=ref, first_ref=item.provider_ref,
+                            request_id=item.request_id, part_index=index,
+                            parts=len(item.part_refs), outcome=None, updated_at=item.now_ms)
             if (v is None or v.final or v.version != item.version
                     or v.cursor != Cursor(item.step_index, item.retries)):
                 out.append(Applied(v, False, "stale"))
@@ -594,7 +617,9 @@ class RecordOutcomes(BatchOp[StepOutcome, Applied]):
             new = self.t.apply(w, v, item.outcome, item.now_ms)
             out.append(Applied(new, True))
             if item.outcome is Outcome.ACCEPTED and item.provider_ref:
-                accepted_refs.append((v.channels[item.step_index].value, item.provider_ref))
+                channel = v.channels[item.step_index].value
+                accepted_refs.extend((channel, ref)
+                                     for ref in (item.part_refs or (item.provider_ref,)))
         if accepted_refs:
             await ApplyReports.apply_unmatched(conn, self.t, w, accepted_refs)
         await self.t.flush(conn, w)
@@ -620,22 +645,61 @@ class ApplyReports(BatchOp[Report, Applied]):
     async def run(self, conn: BatchConn,
                   items: Sequence[Report]) -> list[Applied | Exception]:
         w = _Writes()
-        keys = sorted({(i.channel.value, i.provider_ref) for i in items})
+        effective, part_of = await self._messages(conn, items, w)
+        keys = sorted({(e.channel.value, e.provider_ref) for e in effective if e is not None})
         found = await _attempts_by_ref(self.t.sql, conn, keys)
         await self.t.load(conn, {rid for rid, _ in found.values()}, w)
         out: list[Applied | Exception] = []
-        for item in items:
-            match = found.get((item.channel.value, item.provider_ref))
-            applied = self._one(w, item, match)
-            self.t.cost(w, item.channel.value, item.provider_ref, match[0] if match else None,
-                        item.cost, item.now_ms)
+        for item, report in zip(items, effective, strict=True):
+            request_id: str | None
+            if report is None:  # a part of a long message that is still on its way
+                applied, request_id = Applied(None, False, "part"), part_of[item.provider_ref]
+            else:
+                match = found.get((report.channel.value, report.provider_ref))
+                applied, request_id = self._one(w, report, match), match[0] if match else None
+            self.t.cost(w, item.channel.value, item.provider_ref, request_id, item.cost,
+                        item.now_ms)
             w.reports.append(dict(channel=item.channel.value, provider_ref=item.provider_ref,
                                   outcome=item.outcome.value, detail=item.detail[:500],
-                                  request_id=match[0] if match else None,
-                                  disposition=applied.disposition, received_at=item.now_ms))
+                                  request_id=request_id, disposition=applied.disposition,
+                                  received_at=item.now_ms))
             out.append(applied)
         await self.t.flush(conn, w)
         return out
+
+    async def _messages(self, conn: BatchConn, items: Sequence[Report],
+                        w: _Writes) -> tuple[list[Report | None], dict[str, str]]:
+        """Each report as it concerns its message: a long SMS's part's receipt is stored on
+        the part, and stands for the message (under the first part's reference) once all
+        parts decide it; None while the message is still on its way. Also the request id of
+        every part seen."""
+        refs = sorted({i.provider_ref for i in items if i.channel is ChannelName.SMS})
+        if not refs:
+            return list(items), {}
+        # Every part of the messages these receipts belong to, locked: two receipts of one
+        # message written at once (two nodes) take turns, and the second sees the first.
+        rows = await self.t.sql.fetch(
+            conn, "SELECT provider_ref, first_ref, request_id, outcome FROM sms_parts "
+                  "WHERE first_ref IN (SELECT first_ref FROM sms_parts WHERE provider_ref "
+                  "IN (?*)) ORDER BY provider_ref{lock}", self.t.sql.many(refs))
+        if not rows:
+            return list(items), {}
+        parts = {r[0]: dict(first_ref=r[1], request_id=r[2], outcome=r[3]) for r in rows}
+        for item in items:
+            part = parts.get(item.provider_ref) if item.channel is ChannelName.SMS else None
+            if part is not None and item.outcome in _FINAL_REPORTS and part["outcome"] is None:
+                part["outcome"] = item.outcome.value
+                w.part_outcomes.append((item.outcome.value, item.now_ms, item.provider_ref))
+        out: list[Report | None] = []
+        for item in items:
+            part = parts.get(item.provider_ref) if item.channel is ChannelName.SMS else None
+            if part is None:
+                out.append(item)
+                continue
+            outcome = w.message_outcome(part["first_ref"], parts)
+            out.append(None if outcome is None else
+                       replace(item, provider_ref=part["first_ref"], outcome=outcome))
+        return out, {ref: p["request_id"] for ref, p in parts.items()}
 
     def _one(self, w: _Writes, item: Report, match: tuple[str, int] | None) -> Applied:
         if match is None:
@@ -657,13 +721,26 @@ class ApplyReports(BatchOp[Report, Applied]):
             t.sql.many(sorted({ref for _, ref in refs})))
         by_ref = _refs_to_ids(w, refs)
         done: list[tuple[str, int]] = []
+        messages: set[str] = set()  # long messages some of whose parts' receipts came early
         for report_id, channel, ref, outcome in list(result):
+            part = w.parts.get(ref) if channel == ChannelName.SMS.value else None
+            if part is not None:
+                if Outcome(outcome) in _FINAL_REPORTS and part["outcome"] is None:
+                    part["outcome"] = outcome
+                messages.add(part["first_ref"])
+                done.append((part["request_id"], report_id))
+                continue
             rid = by_ref.get((channel, ref))
             v = w.rows.get(rid) if rid is not None else None
             if rid is None or v is None or v.final or v.run_step:
                 continue
             t.apply(w, v, Outcome(outcome), v.updated_at)
             done.append((rid, report_id))
+        for first_ref in sorted(messages):
+            outcome = w.message_outcome(first_ref, w.parts)
+            v = w.rows.get(w.parts[first_ref]["request_id"])
+            if outcome is not None and v is not None and not v.final and not v.run_step:
+                t.apply(w, v, outcome, v.updated_at)
         await t.sql.update_rows(conn, "reports", "id", ["request_id"], done,
                                 fixed="disposition = 'applied'")
 

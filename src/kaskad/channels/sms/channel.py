@@ -2,8 +2,9 @@
 
 Connectors are tried in priority order: a connector that is down or answers a temporary error
 passes the message to the next one; a permanent error (bad number, bad sender) ends the step.
-The attempt's provider reference is `<connector>:<first part's message id>`, which is what that
-connector's receipts are matched by.
+The attempt's provider reference is `<connector>:<first part's message id>`; a long message
+also names every part's reference, since each part has its own receipt and the message is
+delivered only when all of its parts are (storage.verifications aggregates them).
 """
 
 from __future__ import annotations
@@ -83,31 +84,33 @@ class SmsChannel:
         sender = delivery.sender or self.sender
         last = SubmitResult(SubmitVerdict.TEMPORARY, None, "no SMPP connector for this number")
         for connector in self.route(delivery.direction):
-            last, first_id = await self._send_parts(connector, segmented, delivery.number,
-                                                    sender)
-            if last.verdict is SubmitVerdict.ACCEPTED and first_id is not None:
-                return SendResult(Outcome.ACCEPTED, provider_ref(connector.name, first_id),
-                                  f"{connector.name}: {segmented.count} part(s) accepted")
+            last, ids = await self._send_parts(connector, segmented, delivery.number, sender)
+            if last.verdict is SubmitVerdict.ACCEPTED and ids:
+                refs = tuple(provider_ref(connector.name, i) for i in ids)
+                return SendResult(Outcome.ACCEPTED, refs[0],
+                                  f"{connector.name}: {segmented.count} part(s) accepted",
+                                  part_refs=refs if len(refs) > 1 else ())
             if last.verdict is SubmitVerdict.PERMANENT:
                 return SendResult(Outcome.REJECTED_PERMANENT, None,
                                   f"{connector.name}: {last.detail}")
         return SendResult(Outcome.REJECTED_TEMPORARY, None, last.detail)
 
     async def _send_parts(self, connector: SmppConnector, segmented: Segmented,
-                          number: str, sender: str) -> tuple[SubmitResult, str | None]:
+                          number: str, sender: str) -> tuple[SubmitResult, list[str]]:
+        """Every part submitted in order; the parts' message ids once all are accepted."""
         payloads = segmented.payloads()
         concatenated = len(payloads) > 1
         self._refs = (self._refs + 1) % 256
-        first_id: str | None = None
+        ids: list[str] = []
         result = SubmitResult(SubmitVerdict.TEMPORARY)
         for index, payload in enumerate(payloads, start=1):
             body = (udh(self._refs, len(payloads), index) + payload) if concatenated else payload
             result = await connector.submit(Part(sender, number, segmented.encoding, body,
                                                  concatenated))
-            if result.verdict is not SubmitVerdict.ACCEPTED:
-                return result, None  # parts already accepted stay sent; the step retries
-            first_id = first_id or result.message_id
-        return result, first_id
+            if result.verdict is not SubmitVerdict.ACCEPTED or result.message_id is None:
+                return result, []  # parts already accepted stay sent; the step retries
+            ids.append(result.message_id)
+        return result, ids
 
     def on_receipt(self, connector: str, receipt: Receipt) -> asyncio.Future[Any]:
         """From a connector's receive loop: hand the receipt to the cascade without blocking;
