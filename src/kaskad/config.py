@@ -57,6 +57,10 @@ class ConnectorSettings(BaseModel):
     tls: bool = False  # SMPP over TLS (e.g. port 3550 at many SMSCs)
     tls_verify: bool = True  # check the SMSC's certificate and host name
     tls_ca_file: str = ""  # a CA bundle for an SMSC whose certificate a private CA signed
+    # How the SMSC writes message ids in receipts: "same" as in its submit_sm_resp; "decimal":
+    # submit_sm_resp gives hex, receipts the decimal reading of it; "hex": the reverse.
+    # (Kannel's msg-id-type.) Receipts match their messages only when this is right.
+    receipt_ids: Literal["same", "decimal", "hex"] = "same"
     # Directions this connector carries ("*", "RU", "RU:mts"...); connectors are tried in the
     # order they are declared, among those whose routes cover the number's direction.
     routes: list[str] = Field(default_factory=lambda: ["*"])

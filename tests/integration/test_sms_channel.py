@@ -103,6 +103,36 @@ async def test_code_goes_over_smpp_and_its_receipt_delivers_it(
     assert sms[0].provider_ref == f"sim:{part.message_id}"
 
 
+async def test_receipts_with_decimal_ids_match_when_the_connector_says_so(
+        make_gateway: Any, smsc: SmscSimulator) -> None:
+    """An SMSC that answers submit_sm with hex ids and writes their decimal reading in its
+    receipts: with `receipt_ids = "decimal"` the receipt finds its message; with the default
+    ("same") it cannot, and is kept as unmatched."""
+    smsc.set_rule(SMS_DELIVERS, SmscRule(receipt_id_decimal=True))
+    gw, key = await _gateway(make_gateway, _connector(smsc, receipt_ids="decimal"))
+    v = await _final(gw, await _send(gw, key, SMS_DELIVERS))
+    assert v.state is State.SMS and v.charged == 350
+
+
+async def test_receipts_with_decimal_ids_stay_unmatched_by_default(
+        make_gateway: Any, smsc: SmscSimulator) -> None:
+    smsc.set_rule(SMS_DELIVERS, SmscRule(receipt_id_decimal=True))
+    gw, key = await _gateway(make_gateway, _connector(smsc, name="plain"))
+    await _send(gw, key, SMS_DELIVERS)
+
+    async def unmatched() -> list[Any]:
+        async with gw.db.read() as conn:
+            return list(await conn.execute(select(reports).where(
+                reports.c.disposition == "unmatched")))
+
+    for _ in range(200):
+        if await unmatched():
+            break
+        await asyncio.sleep(0.025)
+    [stored] = await unmatched()
+    assert stored.provider_ref.startswith("plain:") and stored.provider_ref[6:].isdigit()
+
+
 async def test_undelivered_receipt_moves_the_cascade_on(make_gateway: Any,
                                                         smsc: SmscSimulator) -> None:
     gw, key = await _gateway(make_gateway, _connector(smsc))

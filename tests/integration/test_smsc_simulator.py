@@ -26,7 +26,7 @@ from kaskad.domain.dlr import (
     TLV_RECEIPTED_MESSAGE_ID,
     MessageState,
     Receipt,
-    id_variants,
+    matching_id,
     receipt_from_pdu,
 )
 from kaskad.simulators.smsc import SmscRule, SmscSimulator, rule_from_world, serve_forever
@@ -312,7 +312,8 @@ async def test_decimal_receipt_ids(smsc: SmscSimulator, connect: Connect) -> Non
 
     assert resp.message_id is not None
     assert found.message_id == str(int(resp.message_id, 16))
-    assert found.message_id in id_variants(resp.message_id)
+    assert (matching_id(found.message_id, "decimal", in_receipt=True)
+            == matching_id(resp.message_id, "decimal", in_receipt=False))
 
 
 async def test_receipt_before_resp_is_on_the_wire_first(smsc: SmscSimulator) -> None:

@@ -15,7 +15,7 @@ from kaskad.domain.dlr import (
     TLV_RECEIPTED_MESSAGE_ID,
     MessageState,
     format_receipt,
-    id_variants,
+    matching_id,
     message_outcome,
     parse_receipt_text,
     receipt_from_pdu,
@@ -77,10 +77,23 @@ def test_format_then_parse_round_trips(message_id: str, state: MessageState, tex
     assert r is not None and (r.message_id, r.state) == (message_id, state)
 
 
-def test_id_variants_cross_hex_and_decimal() -> None:
-    assert "255" in id_variants("ff") and "ff" in id_variants("255")
-    assert id_variants("ABC") >= {"ABC", "abc", "2748"}
-    assert id_variants("msg-1") == {"msg-1"}
+def test_matching_id_brings_both_bases_to_one_form() -> None:
+    # "decimal": hex in submit_sm_resp, decimal in receipts; "hex": the reverse
+    assert matching_id("FF", "decimal", in_receipt=False) == "255"
+    assert matching_id("0ff", "decimal", in_receipt=False) == "255"
+    assert matching_id("255", "decimal", in_receipt=True) == "255"
+    assert matching_id("255", "hex", in_receipt=False) == "255"
+    assert matching_id("ff", "hex", in_receipt=True) == "255"
+    assert matching_id("Ab12", "same", in_receipt=True) == "Ab12"
+    assert matching_id("msg-1", "decimal", in_receipt=True) == "msg-1"  # not a number: as is
+
+
+@given(st.integers(min_value=0, max_value=2**64 - 1))
+def test_matching_id_agrees_across_bases(value: int) -> None:
+    for resp, receipt, form in ((format(value, "X"), str(value), "decimal"),
+                                (str(value), format(value, "x"), "hex")):
+        assert (matching_id(resp, form, in_receipt=False)
+                == matching_id(receipt, form, in_receipt=True))
 
 
 def test_field_names_are_whole_words() -> None:

@@ -4,8 +4,8 @@ and onto the ssms-family message states.
 The text form (SMPP 3.4 appendix B, and what most SMSCs actually send):
 `id:IIII sub:SSS dlvrd:DDD submit date:YYMMDDhhmm done date:YYMMDDhhmm stat:DDDDDDD err:E text:…`.
 TLVs `receipted_message_id` (0x001E) and `message_state` (0x0427) win when present. SMSCs
-disagree on the id's base (hex in submit_sm_resp, decimal in the receipt, or the reverse), so
-matching compares every reading of an id (`id_variants`).
+disagree on the id's base (hex in submit_sm_resp, decimal in the receipt, or the reverse): each
+connector says which its SMSC does (`receipt_ids`), and `matching_id` brings both to one form.
 """
 
 from __future__ import annotations
@@ -142,17 +142,6 @@ def format_receipt(message_id: str, state: MessageState, *, submitted: str, done
             f"done date:{done} stat:{state.stat} err:{error} text:{text[:20]}")
 
 
-def id_variants(message_id: str) -> set[str]:
-    """Every reading of an SMSC message id: as given, lower case, and hex <-> decimal."""
-    value = message_id.strip()
-    out = {value, value.lower()}
-    if value.isascii() and value.isdigit() and len(value) <= 20:
-        out.add(format(int(value), "x"))
-    if re.fullmatch(r"[0-9A-Fa-f]{1,16}", value):
-        out.add(str(int(value, 16)))
-    return out
-
-
 def message_outcome(parts: Sequence[Outcome | None]) -> Outcome | None:
     """A long message's outcome from its parts' final receipts (None: no final one yet).
 
@@ -165,3 +154,20 @@ def message_outcome(parts: Sequence[Outcome | None]) -> Outcome | None:
     if parts and all(p is Outcome.DELIVERED for p in parts):
         return Outcome.DELIVERED
     return None
+
+
+def matching_id(message_id: str, receipt_ids: str, *, in_receipt: bool) -> str:
+    """The form of an SMSC's message id that its submit_sm_resp and its receipts share.
+
+    `receipt_ids` is the connector's setting: "same" (ids as given), "decimal" (hex ids in
+    submit_sm_resp, their decimal reading in receipts) or "hex" (the reverse). Both sides are
+    brought to the decimal reading, which also drops the case and leading zeros a hex id may
+    be written with. An id that does not read in the expected base is kept as it is.
+    """
+    if receipt_ids == "same":
+        return message_id
+    hex_side = (receipt_ids == "hex") == in_receipt
+    try:
+        return str(int(message_id.strip(), 16 if hex_side else 10))
+    except ValueError:
+        return message_id

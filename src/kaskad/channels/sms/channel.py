@@ -24,7 +24,7 @@ from kaskad.channels.sms.connector import (
     SubmitResult,
 )
 from kaskad.domain.channels import ChannelName, Outcome
-from kaskad.domain.dlr import Receipt
+from kaskad.domain.dlr import Receipt, matching_id
 from kaskad.domain.numbering import direction_matches
 from kaskad.domain.smpp import SubmitVerdict, udh
 from kaskad.domain.sms import Segmented, segment
@@ -64,6 +64,7 @@ class SmsChannel:
     def connectors(self, value: Sequence[SmppConnector]) -> None:
         self._connectors = list(value)
         self._routes: dict[str, list[SmppConnector]] = {}
+        self._receipt_ids = {c.name: c.settings.receipt_ids for c in self._connectors}
 
     def _by_direction(self, direction: str) -> list[SmppConnector]:
         """Connectors whose routes cover the direction, in their declared (priority) order
@@ -86,7 +87,9 @@ class SmsChannel:
         for connector in self.route(delivery.direction):
             last, ids = await self._send_parts(connector, segmented, delivery.number, sender)
             if last.verdict is SubmitVerdict.ACCEPTED and ids:
-                refs = tuple(provider_ref(connector.name, i) for i in ids)
+                form = connector.settings.receipt_ids
+                refs = tuple(provider_ref(connector.name,
+                                          matching_id(i, form, in_receipt=False)) for i in ids)
                 return SendResult(Outcome.ACCEPTED, refs[0],
                                   f"{connector.name}: {segmented.count} part(s) accepted",
                                   part_refs=refs if len(refs) > 1 else ())
@@ -116,7 +119,8 @@ class SmsChannel:
         """From a connector's receive loop: hand the receipt to the cascade without blocking;
         the future of its storage (the connector acknowledges the receipt when it is done)."""
         outcome = receipt.state.outcome or Outcome.ACCEPTED  # ENROUTE/ACCEPTD: recorded only
-        ref = provider_ref(connector, receipt.message_id)
+        ref = provider_ref(connector, matching_id(
+            receipt.message_id, self._receipt_ids.get(connector, "same"), in_receipt=True))
         detail = receipt.state.stat + (f" err:{receipt.error}" if receipt.error else "")
         soon = getattr(self.sink, "report_soon", None)
         if soon is not None:
