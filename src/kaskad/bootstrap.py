@@ -96,7 +96,7 @@ class Gateway:
             record_op=self.record_op, bus=self.bus, clock=clock, node_id=settings.node_id,
             lease_s=settings.lease_s, poll_interval_s=settings.poll_interval_s,
             claim_batch=settings.claim_batch, max_in_flight=settings.max_in_flight,
-            db=self.db)
+            db=self.db, max_backlog=settings.max_backlog, admit_wait_s=settings.admit_wait_s)
         self.reports = ReportHandler(batcher=self.batcher, op=self.reports_op,
                                      engine=self.engine, bus=self.bus, clock=clock)
         self.channel_health = ChannelHealthStore(self.db, clock)

@@ -117,7 +117,11 @@ class Settings(BaseSettings):
     lease_s: float = 30.0
     poll_interval_s: float = 0.5
     claim_batch: int = 256
-    max_in_flight: int = 2000
+    max_in_flight: int = 2000  # steps sending at once per process
+    # Backpressure: while a process has this many steps queued or running, new requests wait
+    # (up to admit_wait_s; then they are taken anyway, durably queued) and it claims no more.
+    max_backlog: int = Field(default=4000, ge=1)
+    admit_wait_s: float = Field(default=10.0, ge=0)
     write_batch: int = 512
 
     # customer callbacks

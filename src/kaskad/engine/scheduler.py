@@ -40,7 +40,8 @@ class Engine:
     def __init__(self, *, batcher: WriteBatcher, channels: Mapping[ChannelName, Channel],
                  claim_op: ClaimDue, record_op: RecordOutcomes, bus: StateBus, clock: Clock,
                  node_id: str, lease_s: float, poll_interval_s: float, claim_batch: int,
-                 max_in_flight: int, db: Database | None = None) -> None:
+                 max_in_flight: int, db: Database | None = None,
+                 max_backlog: int | None = None, admit_wait_s: float = 10.0) -> None:
         self.batcher = batcher
         self.channels = dict(channels)
         self.claim_op = claim_op
@@ -53,6 +54,12 @@ class Engine:
         self.claim_batch = claim_batch
         self.db = db  # reads for reconciliation
         self._slots = asyncio.Semaphore(max_in_flight)
+        # Backpressure: new requests wait (`admit`) while this node has this many steps queued
+        # or running, so intake cannot outrun the channels (memory, and CPU the sends need).
+        self.max_backlog = max_backlog or 2 * max_in_flight
+        self.admit_wait_s = admit_wait_s
+        self._room = asyncio.Event()
+        self._room.set()
         # Channels bound their own I/O; this is the backstop, well inside the lease. A channel
         # whose sends take longer (a voice call rings, then plays its prompt) says so with
         # `max_send_s`, and its lease is renewed while the step runs.
@@ -91,10 +98,34 @@ class Engine:
     # ------------------------------------------------------------------ work
 
     def run_now(self, rows: Iterable[Verification]) -> None:
+        """Run the steps of rows this node has just leased (their lease starts now)."""
+        leased_at = self.clock()
         for v in rows:
-            task = asyncio.create_task(self._execute(v))
+            task = asyncio.create_task(self._execute(v, leased_at))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._finished)
+        if len(self._tasks) >= self.max_backlog:
+            self._room.clear()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not self._room.is_set() and len(self._tasks) < self.max_backlog * 0.9:
+            self._room.set()
+
+    @property
+    def backlog(self) -> int:
+        """Steps queued or running on this node."""
+        return len(self._tasks)
+
+    async def admit(self) -> None:
+        """Wait while this node's backlog is full (at most `admit_wait_s`: the work is durable,
+        so past that the request is taken anyway and waits in the queue)."""
+        if self._room.is_set():
+            return
+        try:
+            await asyncio.wait_for(self._room.wait(), self.admit_wait_s)
+        except TimeoutError:
+            pass
 
     async def _claim_loop(self) -> None:
         await poll_forever(self.claim_once, wake=self._wake, interval_s=self.poll_interval_s,
@@ -102,26 +133,53 @@ class Engine:
 
     async def claim_once(self) -> int:
         self._watchdog()
+        room = min(self.claim_batch, self.max_backlog - len(self._tasks))
+        if room <= 0:  # busy: due work stays in the table for later, or for another node
+            return 0
         now = self.clock()
         rows = await self.batcher.submit(self.claim_op, Claim(
-            self.node_id, to_ms(now), to_ms(now + self.lease_s), self.claim_batch))
+            self.node_id, to_ms(now), to_ms(now + self.lease_s), room))
         self.run_now(rows)
         return len(rows)
 
-    async def _execute(self, v: Verification) -> None:
+    async def _execute(self, v: Verification, leased_at: float) -> None:
         async with self._slots:
             while v is not None:
-                applied = await self._step(v)
+                leased_at = await self._hold(v, leased_at)
+                if not leased_at:
+                    return
+                applied = await self._step(v, leased_at)
                 if applied is None:
                     return
                 if applied.changed and applied.verification is not None:
                     self.bus.publish(applied.verification)
                 v = applied.run_now  # type: ignore[assignment]
+                leased_at = self.clock()  # the outcome's transition leased it afresh
 
-    async def _step(self, v: Verification) -> Applied | None:
+    async def _hold(self, v: Verification, leased_at: float) -> float:
+        """When this step's lease began (renewed if half of it went by while the step was
+        queued), or 0.0 if the lease is no longer ours: a step that waited its lease out may
+        have been claimed again (here or by another node) and must not be sent twice."""
+        now = self.clock()
+        if now - leased_at < self.lease_s / 2 or self.renew_op is None:
+            return leased_at
+        try:
+            ours = await self.batcher.submit(self.renew_op, Renewal(
+                v.request_id, v.version, self.node_id, to_ms(now + self.lease_s)))
+        except Exception as exc:  # not renewed: leave it to the claim loop after the lease
+            log.warning("renewing a queued step's lease failed", request_id=v.request_id,
+                        error=repr(exc))
+            return 0.0
+        if not ours:
+            log.info("a queued step's lease ran out; it was claimed again",
+                     request_id=v.request_id)
+            return 0.0
+        return now
+
+    async def _step(self, v: Verification, leased_at: float) -> Applied | None:
         started = self.clock()
         if v.run_step:
-            result = await self._send(v)
+            result = await self._send(v, leased_at)
             record = True
         else:  # the report deadline passed without a report
             result = await self._reconcile(v)
@@ -138,7 +196,7 @@ class Engine:
             log.error("recording an outcome failed", request_id=v.request_id, error=repr(exc))
             return None
 
-    async def _send(self, v: Verification) -> SendResult:
+    async def _send(self, v: Verification, leased_at: float) -> SendResult:
         channel = self.channels.get(v.channel)
         if channel is None:
             return SendResult(Outcome.REJECTED_PERMANENT, None, f"channel {v.channel} not set up")
@@ -151,7 +209,8 @@ class Engine:
         assert task is not None
         now = self.clock()
         limit = max(self.send_timeout_s, float(getattr(channel, "max_send_s", 0.0)))
-        self._sending[task] = _Running(now + limit, v.request_id, v.version, now + self.lease_s)
+        self._sending[task] = _Running(now + limit, v.request_id, v.version,
+                                       leased_at + self.lease_s)
         try:
             return await channel.send(delivery)
         except asyncio.CancelledError:

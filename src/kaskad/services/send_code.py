@@ -98,6 +98,7 @@ class SendCode:
         length = parse_code_length(req.code_length)
         code = parse_code(req.code, length) or generate_code(length)
         number = parse_number(req.number)
+        await self.engine.admit()  # backpressure: waits while this node's queue is full
         now = self.clock()
         item = NewVerification(
             request_id=new_request_id(now), account_id=account_id, number=number.digits,

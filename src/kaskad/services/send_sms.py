@@ -66,6 +66,7 @@ class SendSms:
         numbers = [parse_number(p) for p in req.phones]
         if not numbers:
             raise BadRequest("phone is required")
+        await self.engine.admit()  # backpressure: waits while this node's queue is full
         now = self.clock()
         parts = count_parts(req.text)
         items = [NewVerification(
