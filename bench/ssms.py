@@ -127,7 +127,8 @@ async def run_case(args: argparse.Namespace, backend_name: str, binds: int,
             **base, "KASKAD_CONFIG": str(config), "KASKAD_SMS_MODE": "smpp",
             "KASKAD_TELEGRAM_MODE": "inprocess", "KASKAD_TELEPHONY_MODE": "inprocess",
             "KASKAD_AUTH_CACHE_TTL_S": "5",
-            "KASKAD_CALLBACK_CONCURRENCY": "256"})
+            "KASKAD_CALLBACK_CONCURRENCY": "256",
+            **dict(item.split("=", 1) for item in args.server_env)})
         profile = results / f"{tag}-cprofile.txt" if args.cprofile else None
         server = await foundation.start_server(args, env, results / f"{tag}-server.log",
                                                profile, port)
@@ -217,6 +218,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test")
     p.add_argument("--drain-timeout", type=float, default=120.0)
+    p.add_argument("--server-env", action="append", default=[], metavar="KASKAD_X=VALUE",
+                   help="a setting for the gateway under test (repeatable)")
     p.add_argument("--cprofile", action="store_true",
                    help="run the server under cProfile (slower); the report goes next to the "
                         "results as <stamp>-<backend>-<binds>b-cprofile.txt")

@@ -82,7 +82,8 @@ class Gateway:
         self.clock = clock
         self.metrics = Metrics()
         self.db = db or Database(settings.effective_database_url)
-        self.batcher = WriteBatcher(self.db, max_batch=settings.write_batch)
+        self.batcher = WriteBatcher(self.db, max_batch=settings.write_batch,
+                                    coalesce_s=settings.write_coalesce_ms / 1000)
         self.bus = StateBus()
         self.transitions = Transitions(
             self.db, settings.timeouts, (settings.max_temporary_retries, settings.retry_backoff_s),
@@ -399,4 +400,6 @@ class Gateway:
     def refresh_gauges(self) -> None:
         self.metrics.write_batches.set(self.batcher.batches)
         self.metrics.write_items.set(self.batcher.items)
+        self.metrics.write_coalescing.set(int(self.batcher.coalescing))
+        self.metrics.backlog.set(self.engine.backlog)
         self.metrics.steps_run.set(self.engine.steps_run)

@@ -36,6 +36,11 @@ class Metrics:
                                    registry=self.registry)
         self.write_items = Gauge("kaskad_write_items", "Writes group-committed since start",
                                  registry=self.registry)
+        self.write_coalescing = Gauge("kaskad_write_coalescing",
+                                      "1 while saturated: small group commits wait for more",
+                                      registry=self.registry)
+        self.backlog = Gauge("kaskad_engine_backlog", "Steps queued or running on this node",
+                             registry=self.registry)
         self.api_results = Children(self.api_requests)
         self.state_changes = Children(self.verification_changes)
         self.steps_run = Gauge("kaskad_engine_steps", "Cascade steps run since start",

@@ -95,6 +95,8 @@ async def test_demo_sends_codes_calls_back_and_bills_delivered_only(
             metrics = (await client.get("/metrics")).text
             assert re.search(r'kaskad_telegram_events\{event="reports"\} [1-9]', metrics), \
                 metrics
+            assert re.search(r"^kaskad_engine_backlog \d", metrics, re.M), metrics
+            assert re.search(r"^kaskad_write_coalescing [01]", metrics, re.M), metrics
             health = (await client.get("/health")).json()
             assert health["degraded"] == [], health
             state = (await client.get("/api/status/", params={"request_id": sent["request_id"]},
