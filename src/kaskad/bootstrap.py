@@ -83,7 +83,8 @@ class Gateway:
         self.metrics = Metrics()
         self.db = db or Database(settings.effective_database_url)
         self.batcher = WriteBatcher(self.db, max_batch=settings.write_batch,
-                                    coalesce_s=settings.write_coalesce_ms / 1000)
+                                    coalesce_s=settings.write_coalesce_ms / 1000,
+                                    writers=1 if self.db.is_sqlite else settings.pg_writers)
         self.bus = StateBus()
         self.transitions = Transitions(
             self.db, settings.timeouts, (settings.max_temporary_retries, settings.retry_backoff_s),

@@ -123,6 +123,7 @@ class Settings(BaseSettings):
     max_backlog: int = Field(default=4000, ge=1)
     admit_wait_s: float = Field(default=10.0, ge=0)
     write_batch: int = 512
+    pg_writers: int = Field(default=1, ge=1, le=8)  # PostgreSQL: concurrent group commits
     # While the process is saturated, a group commit of few writes waits until this long after
     # the previous one began (more writes per commit, less CPU each); 0: never. storage.batch.
     write_coalesce_ms: float = Field(default=8.0, ge=0, le=50)

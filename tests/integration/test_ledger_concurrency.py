@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from sqlalchemy import func, select
 
 from kaskad.channels.base import SendResult
@@ -33,8 +34,13 @@ async def _send_many(gw: object, key: str, n: int) -> tuple[int, int]:
     return sum(results), n - sum(results)
 
 
-async def test_hundred_concurrent_senders_never_overdraw(make_gateway: object) -> None:
-    gw = await make_gateway(channels=_never_reports, send_wait_s=0.01)  # type: ignore[operator]
+@pytest.mark.parametrize("pg_writers", [1, 3], ids=["one_writer", "three_writers"])
+async def test_hundred_concurrent_senders_never_overdraw(make_gateway: object,
+                                                        pg_writers: int) -> None:
+    """Also with several concurrent group commits in one process (KASKAD_PG_WRITERS; SQLite
+    always has one)."""
+    gw = await make_gateway(channels=_never_reports, send_wait_s=0.01,  # type: ignore[operator]
+                            pg_writers=pg_writers, write_batch=8)
     admin = Admin(gw.db, test_balance_kop=0, default_directions=["RU"])
     await admin.ensure_demo_tariffs()  # telegram 1.50
     created = await admin.create_account("tight", balance_kop=150 * 30 + 149)

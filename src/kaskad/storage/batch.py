@@ -78,11 +78,11 @@ class WriteBatcher:
         self.coalescing = False
         self._last_start = 0.0
         self._window = (0.0, 0.0)  # (loop time, thread CPU time) the busy share is taken from
-        # One writer per process. A second one on PostgreSQL was slower (measured: 935 vs
-        # 1,230 req/s): a delivery report and its attempt met on their rendezvous lock, as
-        # they often come within one batch's time, and two interleaved writers share one
-        # event loop. Nodes and worker processes still write concurrently; see
-        # storage.balances for why their account rows are locked only at the end.
+        # One writer by default. More (PostgreSQL only, each on its own connection) helped
+        # the foundation bench and slowed the SMS path (measured: 2,167 -> 1,947 msg/s): a
+        # delivery report and its attempt meet on their rendezvous lock, and one account's
+        # row serialises the commits. Nodes and worker processes write concurrently anyway;
+        # see storage.balances for why account rows are locked only at the end.
         self.writers = writers or 1
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -92,7 +92,7 @@ class WriteBatcher:
 
     def start(self) -> None:
         if not self._tasks:
-            self._tasks = [asyncio.create_task(self._loop(), name=f"writer-{i}")
+            self._tasks = [asyncio.create_task(self._loop(i), name=f"writer-{i}")
                            for i in range(self.writers)]
 
     async def stop(self) -> None:
@@ -115,7 +115,7 @@ class WriteBatcher:
     async def submit_many(self, op: BatchOp[I, R], items: Sequence[I]) -> list[R]:
         return list(await asyncio.gather(*(self.submit(op, item) for item in items)))
 
-    async def _loop(self) -> None:
+    async def _loop(self, writer: int) -> None:
         while True:
             batch = [await self._queue.get()]
             try:
@@ -127,7 +127,7 @@ class WriteBatcher:
                     await self._coalesce()
                 while len(batch) < self.max_batch and not self._queue.empty():
                     batch.append(self._queue.get_nowait())
-                await self._execute(batch)
+                await self._execute(batch, writer)
             except asyncio.CancelledError:
                 for p in batch:
                     if not p.future.done():
@@ -148,16 +148,18 @@ class WriteBatcher:
                 now += wait
         self._last_start = now
 
-    async def _execute(self, batch: list[_Pending], retries_left: int = 3) -> None:
+    async def _execute(self, batch: list[_Pending], writer: int = 0,
+                       retries_left: int = 3) -> None:
         try:
-            results = await self._run_in_transaction(batch)
+            results = await self._run_in_transaction(batch, writer)
         except Exception as exc:  # a database error: isolate the item that caused it
             if len(batch) > 1:
                 for pending in batch:
-                    await self._execute([pending])
+                    await self._execute([pending], writer)
                 return
             if isinstance(exc, balances.BalanceMoved) and retries_left:
-                await self._execute(batch, retries_left - 1)  # decide again on fresh figures
+                # decide again on fresh figures
+                await self._execute(batch, writer, retries_left - 1)
                 return
             log.warning("write failed", op=batch[0].op.name, error=repr(exc))
             if not batch[0].future.done():
@@ -173,7 +175,7 @@ class WriteBatcher:
             else:
                 pending.future.set_result(result)
 
-    async def _run_in_transaction(self, batch: list[_Pending]) -> list[Any]:
+    async def _run_in_transaction(self, batch: list[_Pending], writer: int) -> list[Any]:
         groups: dict[int, tuple[BatchOp[Any, Any], list[int]]] = {}
         for index, pending in enumerate(batch):
             groups.setdefault(id(pending.op), (pending.op, []))[1].append(index)
@@ -182,7 +184,7 @@ class WriteBatcher:
         keys = [key for op, indexes in ordered
                 for key in op.rendezvous_keys([batch[i].item for i in indexes])]
         changes = balances.begin()
-        async with self.db.batch() as conn:
+        async with self.db.batch(writer) as conn:
             # All of a transaction's rendezvous locks first, in one sorted sweep, before any
             # row lock: taking them mid-transaction deadlocked against account row locks.
             await self._sql.rendezvous(conn, keys)

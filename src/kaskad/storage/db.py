@@ -46,8 +46,8 @@ class Database:
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         self._batch_conn: sqlite3.Connection | None = None
-        self._pg_conn: Any = None  # asyncpg.Connection of PostgreSQL batches
-        self._pg_batch_lock = asyncio.Lock()
+        self._pg_conns: dict[int, Any] = {}  # asyncpg.Connection of each writer's batches
+        self._pg_batch_locks: dict[int, asyncio.Lock] = {}
         self._checkpointer: _Checkpointer | None = None
         self._sqlite_path = parsed.database or ":memory:"
         if self.is_sqlite:
@@ -103,7 +103,7 @@ class Database:
             yield conn
 
     @asynccontextmanager
-    async def batch(self) -> AsyncIterator[Any]:
+    async def batch(self, writer: int = 0) -> AsyncIterator[Any]:
         """The transaction of one group commit (storage.batch): a plain sqlite3 connection
         used synchronously on SQLite, a plain asyncpg connection on PostgreSQL.
 
@@ -120,8 +120,8 @@ class Database:
         WAL checkpoints run on a background thread, so COMMIT never syncs on the loop.
         """
         if not self.is_sqlite:
-            async with self._pg_batch_lock:
-                pg = await self._pg_batch_connection()
+            async with self._pg_batch_locks.setdefault(writer, asyncio.Lock()):
+                pg = await self._pg_batch_connection(writer)
                 transaction = pg.transaction()
                 await transaction.start()
                 try:
@@ -150,14 +150,16 @@ class Database:
             raise
         conn.execute("COMMIT")
 
-    async def _pg_batch_connection(self) -> Any:
+    async def _pg_batch_connection(self, writer: int) -> Any:
         import asyncpg
 
-        if self._pg_conn is None or self._pg_conn.is_closed():
+        conn = self._pg_conns.get(writer)
+        if conn is None or conn.is_closed():
             dsn = make_url(self.url).set(drivername="postgresql")
-            self._pg_conn = await asyncpg.connect(dsn.render_as_string(hide_password=False),
-                                                  server_settings=BATCH_PG_SETTINGS)
-        return self._pg_conn
+            conn = await asyncpg.connect(dsn.render_as_string(hide_password=False),
+                                         server_settings=BATCH_PG_SETTINGS)
+            self._pg_conns[writer] = conn
+        return conn
 
     def _batch_connection(self) -> sqlite3.Connection:
         if self._batch_conn is None:
@@ -183,10 +185,10 @@ class Database:
         if self._batch_conn is not None:
             self._batch_conn.close()
             self._batch_conn = None
-        if self._pg_conn is not None:
+        for conn in self._pg_conns.values():
             with contextlib.suppress(Exception):
-                await self._pg_conn.close(timeout=5)
-            self._pg_conn = None
+                await conn.close(timeout=5)
+        self._pg_conns = {}
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()
