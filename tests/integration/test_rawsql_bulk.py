@@ -105,3 +105,28 @@ async def test_writes_of_several_tables_run_together(db_url: str) -> None:
              .update_rows("outbox", "id", ("last_error",), [("b", out_id)]))
     finally:
         await db.dispose()
+
+
+async def test_fetch_many_reads_as_fetch_would(db_url: str) -> None:
+    """Several reads in one round trip (one statement on PostgreSQL): the same rows, values and
+    order as one fetch each, an empty read included."""
+    db = Database(db_url)
+    sql = RawSql(db)
+    try:
+        async with db.batch() as conn:
+            await sql.insert(conn, "accounts", [
+                dict(id=i, name=f"a{i}", callback_secret="s", created_at=1, balance=100 * i,
+                     disabled=i == 2, email=None) for i in (1, 2, 3)])
+        reads = (("SELECT id, name, disabled, balance, email FROM accounts "
+                  "WHERE id IN (?*) ORDER BY id DESC", (sql.many([3, 2]),)),
+                 ("SELECT id FROM accounts WHERE balance > ?", (1000,)),
+                 ("SELECT name FROM accounts WHERE id IN (SELECT id FROM accounts "
+                  "WHERE id IN (?*)) ORDER BY name", (sql.many([1, 3]),)))
+        async with db.batch() as conn:
+            together = await sql.fetch_many(conn, *reads)
+            alone = [[tuple(r) for r in await sql.fetch(conn, t, *p)] for t, p in reads]
+        assert together == alone
+        assert together[0] == [(3, "a3", False, 300, None), (2, "a2", True, 200, None)]
+        assert together[1] == [] and together[2] == [("a1",), ("a3",)]
+    finally:
+        await db.dispose()

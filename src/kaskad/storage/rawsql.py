@@ -39,15 +39,18 @@ class RawSql:
         sql = self._cache.get(template)
         if sql is not None:
             return sql
-        sql = template.replace("{lock}", self.lock)
-        if self.is_sqlite:
-            sql = sql.replace(" IN (?*)", " IN (SELECT value FROM json_each(?))")
-        else:
-            sql = sql.replace(" IN (?*)", " = ANY(?)")
-            parts = sql.split("?")
-            sql = parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
+        sql = self._lists(template)
+        if not self.is_sqlite:
+            sql = _numbered(sql)
         self._cache[template] = sql
         return sql
+
+    def _lists(self, template: str) -> str:
+        """The template with its lock suffix and list parameters rendered, still with `?`."""
+        sql = template.replace("{lock}", self.lock)
+        if self.is_sqlite:
+            return sql.replace(" IN (?*)", " IN (SELECT value FROM json_each(?))")
+        return sql.replace(" IN (?*)", " = ANY(?)")
 
     async def rendezvous(self, conn: Any, keys: Sequence[str]) -> None:
         """Serialise transactions that meet on the same keys (PostgreSQL advisory locks held
@@ -106,6 +109,25 @@ class RawSql:
         if self.is_sqlite:
             return list(await driver.execute_fetchall(sql, params))
         return list(await driver.fetch(sql, *params))
+
+    async def fetch_many(self, conn: Any,
+                         *queries: tuple[str, tuple[Any, ...]]) -> list[list[Any]]:
+        """Several independent reads in one round trip: each (template, params) gives its rows
+        as `fetch` would (index them by position). SQLite runs them one after another (no
+        round trips in-process); PostgreSQL runs one statement, each read's rows aggregated
+        into one JSON array (json_agg keeps the column and row order of the read)."""
+        if isinstance(conn, sqlite3.Connection) or self.is_sqlite:
+            return [await self.fetch(conn, template, *params) for template, params in queries]
+        key = ("fetch_many", *(template for template, _ in queries))
+        sql = self._bulk_cache.get(key)
+        if sql is None:
+            reads = [f"(SELECT coalesce(json_agg(s), '[]') FROM ({self._lists(t)}) AS s)"
+                     for t, _ in queries]
+            sql = _numbered("SELECT " + ", ".join(reads))
+            self._bulk_cache[key] = sql
+        driver = await self.driver(conn)
+        row = await driver.fetchrow(sql, *(p for _, params in queries for p in params))
+        return [[tuple(r.values()) for r in orjson.loads(row[i])] for i in range(len(queries))]
 
     async def execute_many(self, conn: Any, template: str,
                            rows: Sequence[Sequence[Any]]) -> None:
@@ -210,6 +232,12 @@ class BulkWrites:
         driver = await self.sql.driver(conn)
         await driver.execute(statement, *(orjson.dumps(rows).decode()
                                           for _, _, _, rows in self._parts))
+
+
+def _numbered(sql: str) -> str:
+    """`?` placeholders as asyncpg's `$1, $2, ...`."""
+    parts = sql.split("?")
+    return parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
 
 
 def _check_width(rows: Sequence[Sequence[Any]], width: int) -> None:

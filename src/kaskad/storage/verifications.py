@@ -214,9 +214,7 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
 
     async def run(self, conn: BatchConn,
                   items: Sequence[NewVerification]) -> list[Verification | Exception]:
-        acct = await self._accounts(conn, items)
-        spam = await self._spam(conn, items)
-        prices = await self._tariffs(conn, {a["tariff_plan"] for a in acct.values()})
+        acct, spam, prices = await self._read(conn, items)
         results: list[Verification | Exception] = []
         money = balances.current()
         rows: list[tuple[Any, ...]] = []
@@ -264,32 +262,26 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
             rows[i] = tuple(row)
             by_id[row[_AT["request_id"]]].msg_id = first + offset
 
-    async def _accounts(self, conn: BatchConn,
-                        items: Sequence[NewVerification]) -> dict[int, dict[str, Any]]:
-        ids = sorted({i.account_id for i in items})
-        result = await self.sql.fetch(
-            conn, "SELECT id, disabled, balance, held, allowed_directions, tariff_plan "
-                  "FROM accounts WHERE id IN (?*)", self.sql.many(ids))
-        out = {}
-        for account_id, disabled, balance, held, directions, plan in result:
-            out[account_id] = dict(disabled=bool(disabled), available=balance - held,
-                                   directions=split_directions(directions), tariff_plan=plan)
-        return out
-
-    async def _spam(self, conn: BatchConn,
-                    items: Sequence[NewVerification]) -> set[tuple[int | None, str]]:
-        numbers = sorted({i.number for i in items})
-        result = await self.sql.fetch(
-            conn, "SELECT account_id, number FROM spam_list WHERE number IN (?*)",
-            self.sql.many(numbers))
-        return {(r[0], r[1]) for r in result}
-
-    async def _tariffs(self, conn: BatchConn,
-                       plans: set[str]) -> dict[tuple[str, str, str], int]:
-        result = await self.sql.fetch(
-            conn, "SELECT plan, channel, direction, price FROM tariffs WHERE plan IN (?*)",
-            self.sql.many(sorted(plans)))
-        return {(r[0], r[1], r[2]): r[3] for r in result}
+    async def _read(self, conn: BatchConn, items: Sequence[NewVerification]) -> tuple[
+            dict[int, dict[str, Any]], set[tuple[int | None, str]],
+            dict[tuple[str, str, str], int]]:
+        """The batch's accounts, the spam-list entries of its numbers and the accounts'
+        tariffs, read in one round trip."""
+        ids = self.sql.many(sorted({i.account_id for i in items}))
+        accounts, spam, tariffs = await self.sql.fetch_many(
+            conn,
+            ("SELECT id, disabled, balance, held, allowed_directions, tariff_plan "
+             "FROM accounts WHERE id IN (?*)", (ids,)),
+            ("SELECT account_id, number FROM spam_list WHERE number IN (?*)",
+             (self.sql.many(sorted({i.number for i in items})),)),
+            ("SELECT plan, channel, direction, price FROM tariffs WHERE plan IN "
+             "(SELECT tariff_plan FROM accounts WHERE id IN (?*))", (ids,)))
+        acct = {}
+        for account_id, disabled, balance, held, directions, plan in accounts:
+            acct[account_id] = dict(disabled=bool(disabled), available=balance - held,
+                                    directions=split_directions(directions), tariff_plan=plan)
+        return (acct, {(r[0], r[1]) for r in spam},
+                {(r[0], r[1], r[2]): r[3] for r in tariffs})
 
     @staticmethod
     def _decide(item: NewVerification, acct: dict[str, Any] | None,
