@@ -52,7 +52,9 @@ class ClaimOutbox(BatchOp[OutboxClaim, list[OutboxEntry]]):
         self.sql = RawSql(db)
         self._template = self.sql.claim_due(
             "outbox", "id", "next_attempt_at", "lease_until = ?",
-            "id, event_id, account_id, method, url, body, attempts")
+            "id, event_id, account_id, method, url, body, attempts, "
+            # the signing secret with the claim (one round trip, not two)
+            "(SELECT callback_secret FROM accounts WHERE accounts.id = outbox.account_id)")
 
     async def run(self, conn: BatchConn,
                   items: Sequence[OutboxClaim]) -> list[list[OutboxEntry] | Exception]:
@@ -60,17 +62,9 @@ class ClaimOutbox(BatchOp[OutboxClaim, list[OutboxEntry]]):
         for c in items:
             rows = await self.sql.fetch(conn, self._template, c.lease_until_ms, c.now_ms,
                                         c.now_ms, c.now_ms, c.now_ms, c.limit)
-            secrets = await self._secrets(conn, {r[2] for r in rows})
-            out.append([OutboxEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6],
-                                    secrets.get(r[2], "")) for r in rows])
+            out.append([OutboxEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7] or "")
+                        for r in rows])
         return out
-
-    async def _secrets(self, conn: BatchConn, ids: set[int]) -> dict[int, str]:
-        if not ids:
-            return {}
-        rows = await self.sql.fetch(conn, "SELECT id, callback_secret FROM accounts "
-                                          "WHERE id IN (?*)", self.sql.many(sorted(ids)))
-        return {r[0]: r[1] for r in rows}
 
 
 class FinishOutbox(BatchOp[OutboxResult, None]):

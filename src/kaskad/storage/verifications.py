@@ -488,14 +488,19 @@ class Transitions:
             self._policies[key] = policy
         return policy
 
+    # Verifications by request id, locked in request id order (every writer's order).
+    LOAD = (f"SELECT {SELECT_COLUMNS} FROM verifications WHERE request_id IN (?*) "
+            "ORDER BY request_id{lock}")
+
     async def load(self, conn: BatchConn, ids: set[str], w: _Writes) -> None:
         missing = sorted(ids - w.rows.keys())
-        if not missing:
-            return
-        result = await self.sql.fetch(
-            conn, f"SELECT {SELECT_COLUMNS} FROM verifications WHERE request_id IN (?*) "
-                  "ORDER BY request_id{lock}", self.sql.many(missing))
-        for r in result:
+        if missing:
+            self.take(await self.sql.fetch(conn, self.LOAD, self.sql.many(missing)), w)
+
+    @staticmethod
+    def take(rows: Sequence[Any], w: _Writes) -> None:
+        """Keep loaded rows as this batch's verifications."""
+        for r in rows:
             v = to_verification(r)
             w.rows[v.request_id] = v
 
@@ -582,7 +587,16 @@ class RecordOutcomes(BatchOp[StepOutcome, Applied]):
     async def run(self, conn: BatchConn,
                   items: Sequence[StepOutcome]) -> list[Applied | Exception]:
         w = _Writes()
-        await self.t.load(conn, {i.request_id for i in items}, w)
+        ids = self.t.sql.many(sorted({i.request_id for i in items}))
+        refs = sorted({ref for i in items if i.provider_ref and i.outcome is Outcome.ACCEPTED
+                       for ref in (i.part_refs or (i.provider_ref,))})
+        if refs:  # reports that came before their attempt, read with the rows: one round trip
+            loaded, unmatched = await self.t.sql.fetch_many(
+                conn, (Transitions.LOAD, (ids,)),
+                (ApplyReports.UNMATCHED, (self.t.sql.many(refs),)))
+        else:
+            loaded, unmatched = await self.t.sql.fetch(conn, Transitions.LOAD, ids), []
+        self.t.take(loaded, w)
         out: list[Applied | Exception] = []
         accepted_refs: list[tuple[str, str]] = []
         for item in items:
@@ -613,7 +627,7 @@ class RecordOutcomes(BatchOp[StepOutcome, Applied]):
                 accepted_refs.extend((channel, ref)
                                      for ref in (item.part_refs or (item.provider_ref,)))
         if accepted_refs:
-            await ApplyReports.apply_unmatched(conn, self.t, w, accepted_refs)
+            await ApplyReports.apply_unmatched(conn, self.t, w, accepted_refs, unmatched)
         await self.t.flush(conn, w)
         return out
 
@@ -637,9 +651,19 @@ class ApplyReports(BatchOp[Report, Applied]):
     async def run(self, conn: BatchConn,
                   items: Sequence[Report]) -> list[Applied | Exception]:
         w = _Writes()
-        effective, part_of = await self._messages(conn, items, w)
-        keys = sorted({(e.channel.value, e.provider_ref) for e in effective if e is not None})
-        found = await _attempts_by_ref(self.t.sql, conn, keys)
+        sql = self.t.sql
+        refs = sql.many(sorted({i.provider_ref for i in items}))
+        sms_refs = sorted({i.provider_ref for i in items if i.channel is ChannelName.SMS})
+        if sms_refs:  # the parts of long messages, and the attempts by their first parts too
+            part_rows, attempt_rows = await sql.fetch_many(
+                conn, (self.PARTS, (sql.many(sms_refs),)),
+                (self.ATTEMPTS + " UNION ALL " + self.FIRST_PARTS_ATTEMPTS,
+                 (refs, sql.many(sms_refs))))
+        else:
+            part_rows, attempt_rows = [], await sql.fetch(conn, self.ATTEMPTS, refs)
+        effective, part_of = self._messages(items, part_rows, w)
+        keys = {(e.channel.value, e.provider_ref) for e in effective if e is not None}
+        found = {(r[0], r[1]): (r[2], r[3]) for r in attempt_rows if (r[0], r[1]) in keys}
         await self.t.load(conn, {rid for rid, _ in found.values()}, w)
         out: list[Applied | Exception] = []
         for item, report in zip(items, effective, strict=True):
@@ -659,21 +683,24 @@ class ApplyReports(BatchOp[Report, Applied]):
         await self.t.flush(conn, w)
         return out
 
-    async def _messages(self, conn: BatchConn, items: Sequence[Report],
-                        w: _Writes) -> tuple[list[Report | None], dict[str, str]]:
+    ATTEMPTS = ("SELECT channel, provider_ref, request_id, step_index FROM attempts "
+                "WHERE provider_ref IN (?*)")
+    FIRST_PARTS_ATTEMPTS = (
+        "SELECT channel, provider_ref, request_id, step_index FROM attempts WHERE provider_ref "
+        "IN (SELECT first_ref FROM sms_parts WHERE provider_ref IN (?*))")
+    # Every part of the messages some receipts belong to, locked: two receipts of one message
+    # written at once (two nodes) take turns, and the second sees the first.
+    PARTS = ("SELECT provider_ref, first_ref, request_id, outcome FROM sms_parts "
+             "WHERE first_ref IN (SELECT first_ref FROM sms_parts WHERE provider_ref "
+             "IN (?*)) ORDER BY provider_ref{lock}")
+
+    @staticmethod
+    def _messages(items: Sequence[Report], rows: Sequence[Any],
+                  w: _Writes) -> tuple[list[Report | None], dict[str, str]]:
         """Each report as it concerns its message: a long SMS's part's receipt is stored on
         the part, and stands for the message (under the first part's reference) once all
         parts decide it; None while the message is still on its way. Also the request id of
-        every part seen."""
-        refs = sorted({i.provider_ref for i in items if i.channel is ChannelName.SMS})
-        if not refs:
-            return list(items), {}
-        # Every part of the messages these receipts belong to, locked: two receipts of one
-        # message written at once (two nodes) take turns, and the second sees the first.
-        rows = await self.t.sql.fetch(
-            conn, "SELECT provider_ref, first_ref, request_id, outcome FROM sms_parts "
-                  "WHERE first_ref IN (SELECT first_ref FROM sms_parts WHERE provider_ref "
-                  "IN (?*)) ORDER BY provider_ref{lock}", self.t.sql.many(refs))
+        every part seen (`rows`: read with PARTS)."""
         if not rows:
             return list(items), {}
         parts = {r[0]: dict(first_ref=r[1], request_id=r[2], outcome=r[3]) for r in rows}
@@ -704,19 +731,21 @@ class ApplyReports(BatchOp[Report, Applied]):
             return Applied(v, False, "late" if item.outcome is not Outcome.ACCEPTED else "info")
         return Applied(self.t.apply(w, v, item.outcome, item.now_ms), True)
 
+    UNMATCHED = ("SELECT id, channel, provider_ref, outcome FROM reports "
+                 "WHERE disposition = 'unmatched' AND provider_ref IN (?*) ORDER BY id")
+
     @staticmethod
     async def apply_unmatched(conn: BatchConn, t: Transitions, w: _Writes,
-                              refs: list[tuple[str, str]]) -> None:
-        result = await t.sql.fetch(
-            conn, "SELECT id, channel, provider_ref, outcome FROM reports "
-                  "WHERE disposition = 'unmatched' AND provider_ref IN (?*) ORDER BY id",
-            t.sql.many(sorted({ref for _, ref in refs})))
+                              refs: list[tuple[str, str]], result: Sequence[Any]) -> None:
+        """Apply the `unmatched` reports (`result`, read with UNMATCHED for at least `refs`)
+        that belong to attempts recorded in this batch."""
         by_ref = _refs_to_ids(w, refs)
+        wanted = {ref for _, ref in refs}
         done: list[tuple[str, int]] = []
         messages: set[str] = set()  # long messages some of whose parts' receipts came early
         for report_id, channel, ref, outcome in list(result):
             part = w.parts.get(ref) if channel == ChannelName.SMS.value else None
-            if part is not None:
+            if part is not None and part["first_ref"] in wanted:
                 if Outcome(outcome) in _FINAL_REPORTS and part["outcome"] is None:
                     part["outcome"] = outcome
                 messages.add(part["first_ref"])
@@ -742,17 +771,6 @@ def _refs_to_ids(w: _Writes, refs: list[tuple[str, str]]) -> dict[tuple[str, str
     wanted = set(refs)
     return {(a["channel"], a["provider_ref"]): a["request_id"] for a in w.attempts
             if (a["channel"], a["provider_ref"]) in wanted}
-
-
-async def _attempts_by_ref(sql: RawSql, conn: BatchConn,
-                           keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, int]]:
-    if not keys:
-        return {}
-    result = await sql.fetch(
-        conn, "SELECT channel, provider_ref, request_id, step_index FROM attempts "
-              "WHERE provider_ref IN (?*)", sql.many(sorted({ref for _, ref in keys})))
-    wanted = set(keys)
-    return {(r[0], r[1]): (r[2], r[3]) for r in result if (r[0], r[1]) in wanted}
 
 
 # --------------------------------------------------------------------------- reads
