@@ -458,10 +458,12 @@ class _Writes:
     parts: dict[str, dict[str, Any]] = field(default_factory=dict)
     part_outcomes: list[tuple[Any, ...]] = field(default_factory=list)
 
-    def message_outcome(self, first_ref: str, parts: dict[str, dict[str, Any]]) -> Outcome | None:
-        """The outcome of the long message whose first part is `first_ref` (None: not yet)."""
-        return message_outcome([None if p["outcome"] is None else Outcome(p["outcome"])
-                                for p in parts.values() if p["first_ref"] == first_ref])
+
+def _outcome_of(first_ref: str, parts: dict[str, dict[str, Any]]) -> Outcome | None:
+    """The outcome of the long message whose first part is `first_ref` (None: not yet), from
+    its parts (rows of sms_parts by part reference)."""
+    return message_outcome([None if p["outcome"] is None else Outcome(p["outcome"])
+                            for p in parts.values() if p["first_ref"] == first_ref])
 
 
 class Transitions:
@@ -715,7 +717,7 @@ class ApplyReports(BatchOp[Report, Applied]):
             if part is None:
                 out.append(item)
                 continue
-            outcome = w.message_outcome(part["first_ref"], parts)
+            outcome = _outcome_of(part["first_ref"], parts)
             out.append(None if outcome is None else
                        replace(item, provider_ref=part["first_ref"], outcome=outcome))
         return out, {ref: p["request_id"] for ref, p in parts.items()}
@@ -758,7 +760,7 @@ class ApplyReports(BatchOp[Report, Applied]):
             t.apply(w, v, Outcome(outcome), v.updated_at)
             done.append((rid, report_id))
         for first_ref in sorted(messages):
-            outcome = w.message_outcome(first_ref, w.parts)
+            outcome = _outcome_of(first_ref, w.parts)
             v = w.rows.get(w.parts[first_ref]["request_id"])
             if outcome is not None and v is not None and not v.final and not v.run_step:
                 t.apply(w, v, outcome, v.updated_at)
