@@ -263,7 +263,8 @@ mo_messages = Table(
     Column("received_at", BigInteger, nullable=False, index=True),
 )
 
-# Named counters (e.g. "messages": the ssms API's integer message ids), advanced a batch at a
+# Named counters (e.g. "messages": the ssms API's integer message ids on SQLite; PostgreSQL takes
+# them from the sequence message_ids, migration 0012), advanced a batch at a
 # time with one UPDATE ... RETURNING.
 counters = Table(
     "counters", metadata,

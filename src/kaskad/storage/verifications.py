@@ -247,20 +247,31 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
         wanted = [i for i, row in enumerate(rows) if row[kind] == "sms"]
         if not wanted:
             return
+        ids = await self._message_ids(conn, len(wanted))
+        by_id = {v.request_id: v for v in results if isinstance(v, Verification)}
+        for number, i in zip(ids, wanted, strict=True):
+            row = list(rows[i])
+            row[msg_id] = number
+            rows[i] = tuple(row)
+            by_id[row[_AT["request_id"]]].msg_id = number
+
+    async def _message_ids(self, conn: BatchConn, n: int) -> list[int]:
+        """`n` new message ids, increasing. PostgreSQL: from a sequence, which takes no row
+        lock (a counter row would make concurrent writers wait for each other's COMMIT;
+        migration 0012). SQLite: the counter row (its one writer serialises anyway)."""
+        if not self.sql.is_sqlite:
+            rows = await self.sql.fetch(
+                conn, "SELECT nextval('message_ids') FROM generate_series(1, ?::int)", n)
+            return sorted(int(r[0]) for r in rows)
         advance = "UPDATE counters SET value = value + ? WHERE name = 'messages' RETURNING value"
-        found = await self.sql.fetch(conn, advance, len(wanted))
+        found = await self.sql.fetch(conn, advance, n)
         if not found:  # the first message ever
             await self.sql.execute_many(
                 conn, "INSERT INTO counters (name, value) VALUES (?, 0) "
                       "ON CONFLICT (name) DO NOTHING", [("messages",)])
-            found = await self.sql.fetch(conn, advance, len(wanted))
-        first = int(found[0][0]) - len(wanted) + 1
-        by_id = {v.request_id: v for v in results if isinstance(v, Verification)}
-        for offset, i in enumerate(wanted):
-            row = list(rows[i])
-            row[msg_id] = first + offset
-            rows[i] = tuple(row)
-            by_id[row[_AT["request_id"]]].msg_id = first + offset
+            found = await self.sql.fetch(conn, advance, n)
+        first = int(found[0][0]) - n + 1
+        return list(range(first, first + n))
 
     async def _read(self, conn: BatchConn, items: Sequence[NewVerification]) -> tuple[
             dict[int, dict[str, Any]], set[tuple[int | None, str]],
