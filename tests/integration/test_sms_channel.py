@@ -344,6 +344,7 @@ async def test_a_long_message_is_delivered_once_all_its_parts_are(
     assert sorted(r.provider_ref for r in stored) == sorted(
         f"sim:{p.message_id}" for p in message)
     assert "unmatched" not in {r.disposition for r in stored}
+    assert {r.disposition for r in stored} <= {"part", "applied"}
 
 
 @pytest.mark.parametrize("lost", [1, 2, 3])

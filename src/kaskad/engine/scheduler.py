@@ -145,10 +145,10 @@ class Engine:
     async def _execute(self, v: Verification, leased_at: float) -> None:
         async with self._slots:
             while v is not None:
-                leased_at = await self._hold(v, leased_at)
-                if not leased_at:
+                held = await self._hold(v, leased_at)
+                if held is None:
                     return
-                applied = await self._step(v, leased_at)
+                applied = await self._step(v, held)
                 if applied is None:
                     return
                 if applied.changed and applied.verification is not None:
@@ -156,9 +156,9 @@ class Engine:
                 v = applied.run_now  # type: ignore[assignment]
                 leased_at = self.clock()  # the outcome's transition leased it afresh
 
-    async def _hold(self, v: Verification, leased_at: float) -> float:
+    async def _hold(self, v: Verification, leased_at: float) -> float | None:
         """When this step's lease began (renewed if half of it went by while the step was
-        queued), or 0.0 if the lease is no longer ours: a step that waited its lease out may
+        queued), or None if the lease is no longer ours: a step that waited its lease out may
         have been claimed again (here or by another node) and must not be sent twice."""
         now = self.clock()
         if now - leased_at < self.lease_s / 2 or self.renew_op is None:
@@ -169,11 +169,11 @@ class Engine:
         except Exception as exc:  # not renewed: leave it to the claim loop after the lease
             log.warning("renewing a queued step's lease failed", request_id=v.request_id,
                         error=repr(exc))
-            return 0.0
+            return None
         if not ours:
             log.info("a queued step's lease ran out; it was claimed again",
                      request_id=v.request_id)
-            return 0.0
+            return None
         return now
 
     async def _step(self, v: Verification, leased_at: float) -> Applied | None:

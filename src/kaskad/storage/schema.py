@@ -172,7 +172,7 @@ reports = Table(
     Column("outcome", String(24), nullable=False),
     Column("detail", Text, nullable=False, server_default=""),
     Column("request_id", String(32), nullable=True),
-    Column("disposition", String(16), nullable=False),  # applied | late | duplicate | unmatched
+    Column("disposition", String(16), nullable=False),  # applied|late|info|unmatched|part
     Column("received_at", BigInteger, nullable=False),
     Index("ix_reports_ref", "provider_ref"),
     # Reports that came before their attempt was stored: looked up on every accepted attempt.

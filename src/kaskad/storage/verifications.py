@@ -686,11 +686,14 @@ class ApplyReports(BatchOp[Report, Applied]):
             else:
                 match = found.get((report.channel.value, report.provider_ref))
                 applied, request_id = self._one(w, report, match), match[0] if match else None
+            disposition = applied.disposition
+            if report is not item and not applied.changed:
+                disposition = "part"  # a part's receipt; another one decided its message
             self.t.cost(w, item.channel.value, item.provider_ref, request_id, item.cost,
                         item.now_ms)
             w.reports.append(dict(channel=item.channel.value, provider_ref=item.provider_ref,
                                   outcome=item.outcome.value, detail=item.detail[:500],
-                                  request_id=request_id, disposition=applied.disposition,
+                                  request_id=request_id, disposition=disposition,
                                   received_at=item.now_ms))
             out.append(applied)
         await self.t.flush(conn, w)
@@ -754,7 +757,7 @@ class ApplyReports(BatchOp[Report, Applied]):
         that belong to attempts recorded in this batch."""
         by_ref = _refs_to_ids(w, refs)
         wanted = {ref for _, ref in refs}
-        done: list[tuple[str, int]] = []
+        done: list[tuple[str, str, int]] = []
         messages: set[str] = set()  # long messages some of whose parts' receipts came early
         for report_id, channel, ref, outcome in list(result):
             part = w.parts.get(ref) if channel == ChannelName.SMS.value else None
@@ -762,21 +765,21 @@ class ApplyReports(BatchOp[Report, Applied]):
                 if Outcome(outcome) in _FINAL_REPORTS and part["outcome"] is None:
                     part["outcome"] = outcome
                 messages.add(part["first_ref"])
-                done.append((part["request_id"], report_id))
+                done.append((part["request_id"], "part", report_id))
                 continue
             rid = by_ref.get((channel, ref))
             v = w.rows.get(rid) if rid is not None else None
             if rid is None or v is None or v.final or v.run_step:
                 continue
             t.apply(w, v, Outcome(outcome), v.updated_at)
-            done.append((rid, report_id))
+            done.append((rid, "applied", report_id))
         for first_ref in sorted(messages):
             outcome = _outcome_of(first_ref, w.parts)
             v = w.rows.get(w.parts[first_ref]["request_id"])
             if outcome is not None and v is not None and not v.final and not v.run_step:
                 t.apply(w, v, outcome, v.updated_at)
-        await t.sql.update_rows(conn, "reports", "id", ["request_id"], done,
-                                fixed="disposition = 'applied'")
+        # a part's receipt belongs to its part ("part", as ApplyReports records it)
+        await t.sql.update_rows(conn, "reports", "id", ["request_id", "disposition"], done)
 
 
 def _refs_to_ids(w: _Writes, refs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
