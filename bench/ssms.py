@@ -134,9 +134,11 @@ async def run_case(args: argparse.Namespace, backend_name: str, binds: int,
                                                profile, port)
         await wait_bound(port)
         cpu_start = _cpu(server.proc.pid, smsc.pid)
+        db_start, busy_start = _db_cpu(), foundation.machine_busy()
         load = await foundation.run_loadgen(args, "max", port, key)
         window_end = time.perf_counter()
         cpu_loaded, called_back_loaded = _cpu(server.proc.pid)[0], len(endpoint.times)
+        busy_end = foundation.machine_busy()
         window_start = window_end - float(load.get("elapsed_s", args.duration))
         drained = await foundation.drain(backend.inspector, args.drain_timeout)
         rows = await backend.inspector.fetch(
@@ -147,6 +149,7 @@ async def run_case(args: argparse.Namespace, backend_name: str, binds: int,
         while len(endpoint.times) < delivered and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
         cpu_end = _cpu(server.proc.pid, smsc.pid)
+        db_end = _db_cpu()
         metrics = await _metrics(port, ("kaskad_write_batches", "kaskad_write_items"))
         in_window = endpoint.between(window_start, window_end)
         span = window_end - window_start
@@ -167,6 +170,13 @@ async def run_case(args: argparse.Namespace, backend_name: str, binds: int,
                 if messages else None,
                 "smsc_cpu_us_per_msg": round((cpu_end[1] - cpu_start[1]) / messages * 1e6)
                 if messages else None,
+                # the PostgreSQL server's processes (0 on SQLite: it runs inside the server)
+                "db_cpu_us_per_msg": round((db_end - db_start) / messages * 1e6)
+                if messages else None,
+                # both cores' busy share during the load (100% = the machine is saturated)
+                "machine_busy_pct": round(100 * (busy_end[0] - busy_start[0])
+                                          / max(1, busy_end[1] - busy_start[1]))
+                if busy_start and busy_end else None,
                 "writes_per_group_commit": round(
                     metrics["kaskad_write_items"] / metrics["kaskad_write_batches"], 1)
                 if metrics.get("kaskad_write_batches") else None,
@@ -193,7 +203,32 @@ async def _metrics(port: int, names: tuple[str, ...]) -> dict[str, float]:
 
 
 def _cpu(*pids: int) -> tuple[float, ...]:
-    return tuple(foundation.cpu_seconds(pid) or 0.0 for pid in pids)
+    """CPU seconds of each process with its live children (KASKAD_WORKERS's processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    return tuple(sum(foundation.cpu_seconds(p) or 0.0 for p in (pid, *children.get(pid, ())))
+                 for pid in pids)
+
+
+def _db_cpu() -> float:
+    """CPU seconds of every PostgreSQL server process on this machine so far (a process's
+    time is counted once it has exited only through its parent, so backends that come and
+    go during a run are undercounted; the gateway's connections live for the whole run)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    total += foundation.cpu_seconds(int(entry.name)) or 0.0
+            except OSError:
+                continue
+    return total
 
 
 def _split_cpu(start: float, loaded: float, end: float, messages: int,
@@ -243,15 +278,17 @@ def main() -> None:
     out.write_text(json.dumps(results, indent=2))
     print("| backend | binds x window | push_msg accepted/s (HTTP p99 ms) | called back/s "
           "during the load | completed/s overall | messages | delivered | callbacks "
-          "| unfinished | charged = parts x 3.50 | server / SMSC CPU per message |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| unfinished | charged = parts x 3.50 | server / SMSC / DB CPU per message "
+          "| machine busy |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         ok = r["ledger"]["charged_kop"] == r["parts"] * 350 and r["ledger"]["held_kop"] == 0
         print(f"| {r['backend']} | {r['binds']} x {r['window']} | {r['http_per_s']} "
               f"({r['http_p99_ms']}) | {r['e2e_per_s']} | {r['completed_per_s']} "
               f"| {r['messages']} | {r['delivered']} "
               f"| {r['callbacks']} | {r['unfinished_left']} | {'yes' if ok else 'NO'} "
-              f"| {r['server_cpu_us_per_msg']} / {r['smsc_cpu_us_per_msg']} µs |")
+              f"| {r['server_cpu_us_per_msg']} / {r['smsc_cpu_us_per_msg']} / "
+              f"{r['db_cpu_us_per_msg']} µs | {r['machine_busy_pct']} % |")
     print(f"details: {out.relative_to(foundation.BENCH_DIR.parent)}", file=sys.stderr)
 
 
