@@ -3,6 +3,9 @@
 Pure asyncio over raw keep-alive sockets with pre-built request bytes: httpx spends more CPU per
 request than the server does, so it cannot drive kaskad past ~1k req/s from one core.
 
+Three APIs (--api): seed (POST /api/send/), ssms (push_msg, urlencoded) and kannel (Kannel's
+GET /cgi-bin/sendsms, the reference bench/kannel.py measures).
+
 Two modes:
   max   closed loop: N connections, each sends its next request as soon as the previous answer
         arrives; measures the throughput ceiling.
@@ -125,6 +128,42 @@ def build_ssms_requests(host: str, port: int, key: str, *, pool: int) -> list[by
                           "phone": f"7900{i % 1_000_000:06d}4", "text": SSMS_TEXT}).encode()
         out.append(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
     return out
+
+
+KANNEL_OK_STATUS = 202
+KANNEL_OK_MARK = b"Accepted for delivery"  # "0: Accepted for delivery"
+KANNEL_SENDER = "KASKAD"
+
+
+def build_kannel_requests(host: str, port: int, key: str, *, pool: int,
+                          dlr_url: str, dlr_mask: int) -> list[bytes]:
+    """GET /cgi-bin/sendsms to Kannel's smsbox, `key` being `username:password`: the numbers
+    and the text of the ssms API (UTF-8 in, UCS-2 on SMPP: one part), with a delivery report
+    to `dlr_url` (Kannel's escapes such as %d, %p are expanded by the smsbox)."""
+    username, _, password = key.partition(":")
+    tail = f" HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+    out = []
+    for i in range(pool):
+        query = urlencode({"username": username, "password": password, "from": KANNEL_SENDER,
+                           "to": f"7900{i % 1_000_000:06d}4", "text": SSMS_TEXT,
+                           "charset": "UTF-8", "coding": "2", "dlr-mask": str(dlr_mask),
+                           "dlr-url": dlr_url})
+        out.append(b"GET /cgi-bin/sendsms?" + query.encode() + tail)
+    return out
+
+
+class KannelStats(Stats):
+    """Kannel's answers: 202 "0: Accepted for delivery" is accepted; anything else is an error
+    named by its status and the start of its plain-text body."""
+
+    def record(self, latency: float, status: int, body: bytes) -> None:
+        self.latencies.append(latency)
+        self.done_at.append(time.perf_counter())
+        if status == KANNEL_OK_STATUS and KANNEL_OK_MARK in body:
+            self.accepted += 1
+            self.states["accepted"] += 1
+            return
+        self.errors[f"http_{status}:{body[:40].decode(errors='replace').strip()}"] += 1
 
 
 class Conn:
@@ -291,6 +330,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         raise SystemExit(f"refusing a non-loopback target: {host}")
     if args.api == "ssms":
         requests = build_ssms_requests(host, port, args.key, pool=args.pool)
+    elif args.api == "kannel":
+        requests = build_kannel_requests(host, port, args.key, pool=args.pool,
+                                         dlr_url=args.dlr_url, dlr_mask=args.dlr_mask)
     else:
         requests = build_requests(host, port, args.key, pool=args.pool,
                                   fallback_share=args.fallback_share, seed=args.seed)
@@ -302,7 +344,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
                 await run_max(conns, requests, args.warmup, None)
             else:
                 await run_rate(conns, requests, args.warmup, args.rate, None, args.grace)
-        stats = Stats()
+        stats = KannelStats() if args.api == "kannel" else Stats()
         if args.api == "ssms":
             stats.ok_mark = SSMS_OK_MARK
         started = time.perf_counter()
@@ -322,10 +364,16 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--url", default="http://127.0.0.1:8765", help="loopback base URL")
-    p.add_argument("--key", required=True, help="API key (sent as Authorization)")
+    p.add_argument("--key", required=True,
+                   help="API key (sent as Authorization); --api kannel: username:password")
     p.add_argument("--mode", choices=("max", "rate"), default="max")
-    p.add_argument("--api", choices=("seed", "ssms"), default="seed",
-                   help="seed: POST /api/send/; ssms: push_msg to /")
+    p.add_argument("--api", choices=("seed", "ssms", "kannel"), default="seed",
+                   help="seed: POST /api/send/; ssms: push_msg to /; "
+                        "kannel: GET /cgi-bin/sendsms (Kannel's smsbox)")
+    p.add_argument("--dlr-url", default="",
+                   help="--api kannel: the dlr-url of every message (Kannel escapes allowed)")
+    p.add_argument("--dlr-mask", type=int, default=3,
+                   help="--api kannel: which reports call back (1 delivered + 2 failed)")
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--duration", type=float, default=15.0, help="measured seconds")
     p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first")
