@@ -33,7 +33,9 @@ class RawSql:
         self.is_sqlite = db.is_sqlite
         self.lock = "" if db.is_sqlite else " FOR UPDATE"
         self._cache: dict[str, str] = {}
-        self._bulk_cache: dict[tuple[Any, ...], str] = {}  # BulkWrites' statements
+        # BulkWrites' statements: (SQLite, PostgreSQL) of each write, and each PostgreSQL
+        # statement of several writes; fetch_many's statements
+        self._bulk_cache: dict[tuple[Any, ...], Any] = {}
 
     def render(self, template: str) -> str:
         sql = self._cache.get(template)
@@ -185,11 +187,17 @@ class BulkWrites:
         if not rows:
             return self
         _check_width(rows, len(columns))
-        names = ", ".join(columns)
-        lite = f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))}) {suffix}"
-        pg = (f"INSERT INTO {table} ({names}) SELECT {', '.join(_from_json(table, columns))} "
-              "FROM jsonb_array_elements($?::jsonb) AS r " + suffix)
-        self._parts.append((("insert", table, tuple(columns), suffix), lite, pg, rows))
+        signature = ("insert", table, tuple(columns), suffix)
+        built = self.sql._bulk_cache.get(signature)
+        if built is None:
+            names = ", ".join(columns)
+            built = (f"INSERT INTO {table} ({names}) VALUES "
+                     f"({', '.join('?' * len(columns))}) {suffix}",
+                     f"INSERT INTO {table} ({names}) SELECT "
+                     f"{', '.join(_from_json(table, columns))} "
+                     "FROM jsonb_array_elements($?::jsonb) AS r " + suffix)
+            self.sql._bulk_cache[signature] = built
+        self._parts.append((signature, *built, rows))
         return self
 
     def update_rows(self, table: str, key: str, columns: Sequence[str],
@@ -204,14 +212,18 @@ class BulkWrites:
             raise ValueError(f"update_rows on {table}: a {key} given twice")
         if any(part[0][:2] == ("update", table) for part in self._parts):
             raise ValueError(f"update_rows on {table} twice in one statement")
-        extra = [fixed] if fixed else []
-        lite = (f"UPDATE {table} SET {', '.join([f'{c} = ?' for c in columns] + extra)} "
-                f"WHERE {key} = ?")
-        *values, key_value = _from_json(table, [*columns, key])
-        assigned = [f"{c} = {v}" for c, v in zip(columns, values, strict=True)] + extra
-        pg = (f"UPDATE {table} AS t SET {', '.join(assigned)} "
-              f"FROM jsonb_array_elements($?::jsonb) AS r WHERE t.{key} = {key_value}")
-        self._parts.append((("update", table, key, tuple(columns), fixed), lite, pg, rows))
+        signature = ("update", table, key, tuple(columns), fixed)
+        built = self.sql._bulk_cache.get(signature)
+        if built is None:
+            extra = [fixed] if fixed else []
+            *values, key_value = _from_json(table, [*columns, key])
+            assigned = [f"{c} = {v}" for c, v in zip(columns, values, strict=True)] + extra
+            built = (f"UPDATE {table} SET {', '.join([f'{c} = ?' for c in columns] + extra)} "
+                     f"WHERE {key} = ?",
+                     f"UPDATE {table} AS t SET {', '.join(assigned)} "
+                     f"FROM jsonb_array_elements($?::jsonb) AS r WHERE t.{key} = {key_value}")
+            self.sql._bulk_cache[signature] = built
+        self._parts.append((signature, *built, rows))
         return self
 
     async def run(self, conn: Any) -> None:
