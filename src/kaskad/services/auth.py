@@ -12,6 +12,7 @@ from argon2.exceptions import InvalidHashError, VerifyMismatchError
 
 from kaskad.domain.clock import Clock
 from kaskad.domain.errors import AccountDisabled, AuthFailed
+from kaskad.services.ttl_cache import TtlCache
 from kaskad.storage import accounts as repo
 from kaskad.storage.db import Database
 
@@ -21,8 +22,8 @@ class Authenticator:
         self.db = db
         self.clock = clock
         self.ttl_s = ttl_s
-        self._cache: dict[str, tuple[float, tuple[int, bool] | None]] = {}
-        self._inflight: dict[str, asyncio.Future[tuple[int, bool] | None]] = {}
+        self._cache: TtlCache[str, tuple[int, bool] | None] = TtlCache(
+            self._load, clock, ttl_s)
         self._hashes: dict[str, str] = {}  # key -> SHA-256, saves hashing on every request
 
     async def account_for(self, key: object) -> int:
@@ -35,7 +36,7 @@ class Authenticator:
             if len(self._hashes) > 10_000:
                 self._hashes.clear()
             key_hash = self._hashes[key] = repo.hash_key(key)
-        found = await self._lookup(key_hash)
+        found = await self._cache.get(key_hash)
         if found is None:
             raise AuthFailed()
         account_id, disabled = found
@@ -43,35 +44,12 @@ class Authenticator:
             raise AccountDisabled()
         return account_id
 
-    async def _lookup(self, key_hash: str) -> tuple[int, bool] | None:
-        now = self.clock()
-        hit = self._cache.get(key_hash)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        pending = self._inflight.get(key_hash)
-        if pending is not None:  # many requests with one key: one query
-            return await asyncio.shield(pending)
-        future: asyncio.Future[tuple[int, bool] | None] = (
-            asyncio.get_running_loop().create_future())
-        self._inflight[key_hash] = future
-        try:
-            async with self.db.read() as conn:
-                found = await repo.authenticate(conn, key_hash)
-            if self.ttl_s > 0:
-                if len(self._cache) > 100_000:
-                    self._cache.clear()
-                self._cache[key_hash] = (now + self.ttl_s, found)
-            future.set_result(found)
-            return found
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved
-            raise
-        finally:
-            del self._inflight[key_hash]
+    async def _load(self, key_hash: str) -> tuple[int, bool] | None:
+        async with self.db.read() as conn:
+            return await repo.authenticate(conn, key_hash)
 
     def invalidate(self) -> None:
-        self._cache.clear()
+        self._cache.invalidate()
 
 
 class PasswordAuth:
