@@ -49,7 +49,7 @@ from kaskad.storage.channel_health import ChannelHealthStore
 from kaskad.storage.db import Database
 from kaskad.storage.mo import NewMo, StoreMo
 from kaskad.storage.numbering import load_plan
-from kaskad.storage.outbox import ClaimOutbox, FinishOutbox
+from kaskad.storage.outbox import ClaimOutbox, FinishOutbox, callback_secret
 from kaskad.storage.schema import numbering_ranges
 from kaskad.storage.verifications import (
     ApplyReports,
@@ -143,7 +143,7 @@ class Gateway:
             backoff_cap_s=settings.callback_backoff_cap_s,
             concurrency=settings.callback_concurrency,
             allow_private=settings.callback_allow_private,
-            poll_interval_s=settings.poll_interval_s)
+            poll_interval_s=settings.poll_interval_s, secret_of=self._callback_secret)
         self.bus.listen(self._on_change)
         self.started = False
 
@@ -321,8 +321,10 @@ class Gateway:
 
     def _on_change(self, v: Verification) -> None:
         self.metrics.state_changes.inc(v.state)
-        if v.final and v.callback_url:
-            self.callbacks.wake()
+
+    async def _callback_secret(self, account_id: int) -> str:
+        async with self.db.read() as conn:
+            return await callback_secret(conn, account_id)
 
     async def reload_numbering(self) -> int:
         """Load the numbering plan if the stored one changed (an import by `kaskad numbering
@@ -356,6 +358,7 @@ class Gateway:
         self.engine.start(claim_loop=engine)
         if callbacks:
             self.callbacks.start()
+            self.transitions.outbox = self.callbacks  # new rows go straight to it
         self.started = True
 
     async def stop(self) -> None:

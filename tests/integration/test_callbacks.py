@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import httpx
 import orjson
 from sqlalchemy import select
@@ -99,3 +102,70 @@ async def test_callbacks_over_real_http(make_gateway: object) -> None:
         assert failed["delivered_at"] is None and failed["last_error"]
     finally:
         await runner.cleanup()
+
+
+async def _row(gw: object, request_id: str) -> dict[str, object] | None:
+    async with gw.db.read() as conn:  # type: ignore[attr-defined]
+        row = (await conn.execute(select(outbox).where(
+            outbox.c.request_id == request_id))).first()
+    return None if row is None else dict(row._mapping)
+
+
+async def test_a_final_state_goes_to_the_sender_at_commit_without_a_claim(
+        make_gateway: object) -> None:
+    """The writer hands its new outbox rows to this node's sender when the transaction
+    commits, leased to it from the start: no claim statement takes them."""
+    sent: list[str] = []
+    gw = await make_gateway()  # type: ignore[operator]
+    gw.callbacks.transport = callback_transport(
+        lambda r: sent.append(r.headers["X-Kaskad-Event-Id"]) or httpx.Response(200))
+    claimed: list[str] = []
+    claim = gw.callbacks.claim_op.run
+
+    async def counting_claim(conn: object, items: object) -> object:
+        out = await claim(conn, items)
+        claimed.extend(e.event_id for batch in out for e in batch)
+        return out
+
+    gw.callbacks.claim_op.run = counting_claim
+    request_id = await _send_with_callback(gw, "https://customer.example/hook")
+    for _ in range(200):
+        row = await _row(gw, request_id)
+        if row is not None and row["delivered_at"] is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert row is not None and row["delivered_at"] is not None and row["attempts"] == 1
+    assert sent == [row["event_id"]] and claimed == []
+    assert row["lease_until"] is None and gw.callbacks.pending == 0
+
+
+async def test_a_handed_over_row_is_claimed_again_once_its_lease_ends(
+        make_gateway: object) -> None:
+    """A node that took a row and stopped before sending it (a crash, a restart) does not lose
+    it: the row is leased, not delivered, and any sender claims it when the lease is over."""
+    never = asyncio.Event()
+
+    async def hanging(method: str, url: str, headers: dict[str, str], body: bytes) -> int:
+        await never.wait()
+        return 200
+
+    gw = await make_gateway()  # type: ignore[operator]
+    gw.callbacks.transport = hanging
+    request_id = await _send_with_callback(gw, "https://customer.example/hook")
+    for _ in range(200):
+        if gw.callbacks.pending:
+            break
+        await asyncio.sleep(0.01)
+    assert gw.callbacks.pending == 1
+    await gw.callbacks.stop()  # the node goes away with the row in hand
+    row = await _row(gw, request_id)
+    assert row is not None and row["delivered_at"] is None and row["lease_until"] is not None
+    sent: list[httpx.Request] = []
+    gw.callbacks.transport = callback_transport(lambda r: sent.append(r) or httpx.Response(200))
+    assert await gw.callbacks.run_once() == 0  # still leased
+    later = time.time() + gw.callbacks.lease_s + 1
+    gw.callbacks.clock = lambda: later
+    assert await gw.callbacks.run_once() == 1
+    row = await _row(gw, request_id)
+    assert row is not None and row["delivered_at"] is not None and len(sent) == 1
+    assert sent[0].headers["X-Kaskad-Event-Id"] == row["event_id"]

@@ -1,5 +1,10 @@
 """Delivers the callback outbox: signed, retried with bounded exponential backoff, at least once.
 
+Rows come two ways (storage.outbox): handed over by this node's writer the moment the
+transaction that wrote them commits (`deliver_now`; they are leased to this node from the
+start, so no claim statement and no poll stand between a final state and its callback), and
+claimed from the table by the poll (retries, and rows whose node could not send them).
+
 Headers on every callback:
   X-Kaskad-Event-Id   stable across retries, so receivers can de-duplicate
   X-Kaskad-Timestamp  unix seconds of this try
@@ -11,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
 import structlog
@@ -39,8 +44,10 @@ class CallbackSender:
     def __init__(self, *, batcher: WriteBatcher, claim_op: ClaimOutbox, finish_op: FinishOutbox,
                  clock: Clock, timeout_s: float, max_attempts: int, backoff_base_s: float,
                  backoff_cap_s: float, concurrency: int, allow_private: bool,
-                 poll_interval_s: float, transport: Transport | None = None) -> None:
+                 poll_interval_s: float, secret_of: Callable[[int], Awaitable[str]],
+                 transport: Transport | None = None) -> None:
         self.batcher = batcher
+        self.secret_of = secret_of
         self.claim_op = claim_op
         self.finish_op = finish_op
         self.clock = clock
@@ -57,22 +64,58 @@ class CallbackSender:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._rng = random.Random()
+        self._slots = asyncio.Semaphore(concurrency)  # requests in flight, both ways
+        self._handed: set[asyncio.Task[None]] = set()
+        self.pending = 0  # handed-over entries not yet finished
+        # Accounts' signing secrets (set at creation, never changed), for handed-over rows.
+        self._secrets: dict[int, str] = {}
         self.sent = 0
         self.failed = 0
+
+    # How long a row is leased to the node sending it: its try must be over by then.
+    @property
+    def lease_s(self) -> float:
+        return self.timeout_s * 2 + 5
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._loop(), name="callbacks")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        """Stop sending. Handed-over rows not yet sent stay leased until their lease ends;
+        then any node's poll claims them."""
+        tasks = [t for t in (self._task, *self._handed) if t is not None]
+        self._task = None
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._client.close()
 
     def wake(self) -> None:
         self._wake.set()
+
+    def room(self, n: int) -> bool:
+        """Whether `n` more rows may be handed over now: while this sender runs and its
+        hand-overs in hand stay within a few rounds' worth. Beyond that (a slow receiver)
+        rows wait in the table for the poll, which takes them as requests finish."""
+        return self._task is not None and self.pending + n <= self.concurrency * 4
+
+    def deliver_now(self, entries: Sequence[OutboxEntry]) -> None:
+        """Send rows whose transaction has just committed (leased to this node for
+        `lease_s` from their creation)."""
+        self.pending += len(entries)
+        task = asyncio.create_task(self._deliver_all(list(entries)))
+        self._handed.add(task)
+        task.add_done_callback(self._handed.discard)
+
+    async def _deliver_all(self, entries: list[OutboxEntry]) -> None:
+        try:
+            results = await asyncio.gather(*(self._deliver(e) for e in entries))
+            await self.batcher.submit_many(self.finish_op, results)
+        except Exception as exc:  # not marked: the rows are claimed again after their lease
+            log.warning("callbacks not finished", error=repr(exc), rows=len(entries))
+        finally:
+            self.pending -= len(entries)
 
     async def _loop(self) -> None:
         await poll_forever(self.run_once, wake=self._wake, interval_s=self.poll_interval_s,
@@ -80,7 +123,7 @@ class CallbackSender:
 
     async def run_once(self) -> int:
         now = self.clock()
-        lease = now + self.timeout_s * 2 + 5
+        lease = now + self.lease_s
         entries = await self.batcher.submit(self.claim_op, OutboxClaim(
             to_ms(now), to_ms(lease), self.concurrency))
         if not entries:
@@ -90,18 +133,31 @@ class CallbackSender:
         return len(entries)
 
     async def _deliver(self, entry: OutboxEntry) -> OutboxResult:
-        error = await self._post(entry)
+        async with self._slots:
+            error = await self._post(entry)
         now = self.clock()
         if error is None:
             self.sent += 1
-            return OutboxResult(entry.id, True, to_ms(now), None)
+            return OutboxResult(entry.event_id, True, to_ms(now), None)
         self.failed += 1
         tries = entry.attempts + 1
         if tries >= self.max_attempts or error.startswith("refused:"):
             log.warning("callback given up", event_id=entry.event_id, url=entry.url, error=error)
-            return OutboxResult(entry.id, False, to_ms(now), None, error)
+            return OutboxResult(entry.event_id, False, to_ms(now), None, error)
         delay = backoff_s(entry.attempts, self.backoff_base_s, self.backoff_cap_s, self._rng)
-        return OutboxResult(entry.id, False, to_ms(now), to_ms(now + delay), error)
+        return OutboxResult(entry.event_id, False, to_ms(now), to_ms(now + delay), error)
+
+    async def _secret(self, entry: OutboxEntry) -> str:
+        if entry.secret is not None:
+            self._secrets[entry.account_id] = entry.secret
+            return entry.secret
+        secret = self._secrets.get(entry.account_id)
+        if secret is None:
+            secret = await self.secret_of(entry.account_id)
+            if len(self._secrets) > 100_000:
+                self._secrets.clear()
+            self._secrets[entry.account_id] = secret
+        return secret
 
     async def _post(self, entry: OutboxEntry) -> str | None:
         """None on a 2xx answer, else what went wrong."""
@@ -109,9 +165,13 @@ class CallbackSender:
         if refusal:
             return "refused: " + refusal
         body = entry.body.encode()
+        try:
+            secret = await self._secret(entry)
+        except Exception as exc:  # the database is away: a try that failed, retried later
+            return f"no signing secret: {exc!r}"
         ts = int(self.clock())
         headers = {"X-Kaskad-Event-Id": entry.event_id, "X-Kaskad-Timestamp": str(ts),
-                   "X-Kaskad-Signature": sign(entry.secret, ts, body)}
+                   "X-Kaskad-Signature": sign(secret, ts, body)}
         if entry.method != "GET":
             headers["Content-Type"] = "application/json; charset=utf-8"
         try:

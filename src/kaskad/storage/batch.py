@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from typing import Any, Generic, TypeVar
 
 import structlog
@@ -34,6 +35,17 @@ BatchConn = sqlite3.Connection | AsyncConnection
 
 I = TypeVar("I")  # noqa: E741
 R = TypeVar("R")
+
+
+# What to do once the running batch's transaction has committed (set per transaction).
+_after_commit: ContextVar[list[Callable[[], None]]] = ContextVar("kaskad_after_commit")
+
+
+def after_commit(action: Callable[[], None]) -> None:
+    """Call `action` (on the event loop, without awaiting) once the transaction of the op that
+    calls this has committed; never if it fails. For hand-overs of rows the transaction
+    writes, such as status callbacks to send at once."""
+    _after_commit.get().append(action)
 
 
 class BatchOp(Generic[I, R]):
@@ -184,6 +196,8 @@ class WriteBatcher:
         keys = [key for op, indexes in ordered
                 for key in op.rendezvous_keys([batch[i].item for i in indexes])]
         changes = balances.begin()
+        actions: list[Callable[[], None]] = []
+        _after_commit.set(actions)
         async with self.db.batch(writer) as conn:
             # All of a transaction's rendezvous locks first, in one sorted sweep, before any
             # row lock: taking them mid-transaction deadlocked against account row locks.
@@ -193,4 +207,9 @@ class WriteBatcher:
                 for i, result in zip(indexes, out, strict=True):
                     results[i] = result
             await balances.apply(self._sql, conn, changes)
+        for action in actions:
+            try:
+                action()
+            except Exception as exc:  # what was committed stands; the hand-over is an extra
+                log.error("after-commit action failed", error=repr(exc))
         return results

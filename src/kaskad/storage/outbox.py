@@ -1,11 +1,15 @@
 """The callback outbox: rows written in the same transaction as the state they report, then
-claimed, sent and marked by the engine's sender. At-least-once, each with a stable event id."""
+sent and marked by the engine's sender. At-least-once, each with a stable event id.
+
+A row reaches the sender one of two ways. The node that wrote it hands it over as soon as
+its transaction commits, leased to that node from the start (engine.callbacks); or, when that
+node's sender is full, gone or restarted, a claim takes it once due and its lease is over."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -13,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from kaskad.storage.batch import BatchConn, BatchOp
 from kaskad.storage.db import Database
 from kaskad.storage.rawsql import RawSql
-from kaskad.storage.schema import outbox
+from kaskad.storage.schema import accounts, outbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,19 +29,32 @@ class OutboxClaim:
 
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
-    id: int
     event_id: str
     account_id: int
     method: str
     url: str
     body: str
     attempts: int
-    secret: str
+    secret: str | None  # the account's signing secret; None: the sender looks it up
+
+
+class OutboxHandoff(Protocol):
+    """This node's sender of callbacks (engine.callbacks.CallbackSender), as the writer sees
+    it when it inserts outbox rows."""
+
+    @property
+    def lease_s(self) -> float: ...
+
+    def room(self, n: int) -> bool: ...
+
+    def deliver_now(self, entries: Sequence[OutboxEntry]) -> None: ...
+
+    def wake(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
 class OutboxResult:
-    id: int
+    event_id: str
     delivered: bool
     now_ms: int
     next_attempt_ms: int | None  # None with delivered=False: given up
@@ -52,7 +69,7 @@ class ClaimOutbox(BatchOp[OutboxClaim, list[OutboxEntry]]):
         self.sql = RawSql(db)
         self._template = self.sql.claim_due(
             "outbox", "id", "next_attempt_at", "lease_until = ?",
-            "id, event_id, account_id, method, url, body, attempts, "
+            "event_id, account_id, method, url, body, attempts, "
             # the signing secret with the claim (one round trip, not two)
             "(SELECT callback_secret FROM accounts WHERE accounts.id = outbox.account_id)")
 
@@ -62,7 +79,7 @@ class ClaimOutbox(BatchOp[OutboxClaim, list[OutboxEntry]]):
         for c in items:
             rows = await self.sql.fetch(conn, self._template, c.lease_until_ms, c.now_ms,
                                         c.now_ms, c.now_ms, c.now_ms, c.limit)
-            out.append([OutboxEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7] or "")
+            out.append([OutboxEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6] or "")
                         for r in rows])
         return out
 
@@ -77,11 +94,18 @@ class FinishOutbox(BatchOp[OutboxResult, None]):
     async def run(self, conn: BatchConn,
                   items: Sequence[OutboxResult]) -> list[Exception | None]:
         await self.sql.update_rows(
-            conn, "outbox", "id", ("next_attempt_at", "delivered_at", "last_error"),
+            conn, "outbox", "event_id", ("next_attempt_at", "delivered_at", "last_error"),
             [(None if r.delivered else r.next_attempt_ms, r.now_ms if r.delivered else None,
-              r.error[:500], r.id) for r in items],
+              r.error[:500], r.event_id) for r in items],
             fixed="attempts = attempts + 1, lease_until = NULL")
         return [None] * len(items)
+
+
+async def callback_secret(conn: AsyncConnection, account_id: int) -> str:
+    """The account's secret that signs its callbacks ("" for an account that is gone)."""
+    found = (await conn.execute(select(accounts.c.callback_secret).where(
+        accounts.c.id == account_id))).scalar()
+    return str(found or "")
 
 
 async def list_for_request(conn: AsyncConnection, request_id: str) -> list[dict[str, Any]]:

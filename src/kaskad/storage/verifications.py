@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from sqlalchemy import select
@@ -44,8 +44,9 @@ from kaskad.domain.ledger import EntryKind, hold_for, settle
 from kaskad.domain.numbering import direction_matches
 from kaskad.storage import balances
 from kaskad.storage.accounts import price_in, split_directions
-from kaskad.storage.batch import BatchConn, BatchOp
+from kaskad.storage.batch import BatchConn, BatchOp, after_commit
 from kaskad.storage.db import Database
+from kaskad.storage.outbox import OutboxEntry, OutboxHandoff
 from kaskad.storage.rawsql import RawSql
 from kaskad.storage.schema import (
     attempts,
@@ -489,6 +490,8 @@ class Transitions:
         self.node_id = node_id
         self.lease_ms = int(lease_s * 1000)
         self._policies: dict[tuple[tuple[ChannelName, ...], int | None], Policy] = {}
+        # This node's callback sender, if it runs here: new outbox rows go to it at COMMIT.
+        self.outbox: OutboxHandoff | None = None
 
     def policy(self, v: Verification) -> Policy:
         """The verification's policy; an incoming-call wait's step lasts its own `wait_s`."""
@@ -567,11 +570,28 @@ class Transitions:
         writes.update_rows("sms_parts", "provider_ref", ["outcome", "updated_at"],
                            w.part_outcomes)
         writes.insert("sms_parts", list(w.parts.values()))
+        self._hand_over(w.outbox)
         for name, rows in (("attempts", w.attempts), ("reports", w.reports),
                            ("ledger", w.ledger), ("outbox", w.outbox)):
             writes.insert(name, rows)
         writes.insert_rows("provider_costs", _COST_COLUMNS, w.costs, _COST_REPEAT)
         await writes.run(conn)
+
+    def _hand_over(self, rows: list[dict[str, Any]]) -> None:
+        """New outbox rows go to this node's sender once they are committed, leased to it from
+        the start (no claim, no poll); if it cannot take them now, it is woken to claim."""
+        sink = self.outbox
+        if not rows or sink is None:
+            return
+        if not sink.room(len(rows)):
+            after_commit(sink.wake)
+            return
+        lease_ms = int(sink.lease_s * 1000)
+        for row in rows:
+            row["lease_until"] = row["created_at"] + lease_ms
+        after_commit(partial(sink.deliver_now, [
+            OutboxEntry(r["event_id"], r["account_id"], r["method"], r["url"], r["body"], 0,
+                        None) for r in rows]))
 
     @staticmethod
     def cost(w: _Writes, channel: str, ref: str | None, request_id: str | None,
