@@ -94,11 +94,12 @@ class CallbackSender:
     def wake(self) -> None:
         self._wake.set()
 
-    def room(self, n: int) -> bool:
-        """Whether `n` more rows may be handed over now: while this sender runs and its
-        hand-overs in hand stay within a few rounds' worth. Beyond that (a slow receiver)
-        rows wait in the table for the poll, which takes them as requests finish."""
-        return self._task is not None and self.pending + n <= self.concurrency * 4
+    def room(self) -> int:
+        """How many more rows may be handed over now: while this sender runs, up to one round
+        (`concurrency`) in hand, so a handed-over row waits for a request slot at most about
+        two tries (with a round the poll claimed), well inside its lease. The rest (a burst,
+        a slow receiver) wait in the table for the poll."""
+        return max(0, self.concurrency - self.pending) if self._task is not None else 0
 
     def deliver_now(self, entries: Sequence[OutboxEntry]) -> None:
         """Send rows whose transaction has just committed (leased to this node for

@@ -579,19 +579,21 @@ class Transitions:
 
     def _hand_over(self, rows: list[dict[str, Any]]) -> None:
         """New outbox rows go to this node's sender once they are committed, leased to it from
-        the start (no claim, no poll); if it cannot take them now, it is woken to claim."""
+        the start (no claim, no poll); those it has no room for now stay unleased, and it is
+        woken to claim them."""
         sink = self.outbox
         if not rows or sink is None:
             return
-        if not sink.room(len(rows)):
-            after_commit(sink.wake)
-            return
+        room = sink.room()
         lease_ms = int(sink.lease_s * 1000)
-        for row in rows:
-            row["lease_until"] = row["created_at"] + lease_ms
-        after_commit(partial(sink.deliver_now, [
-            OutboxEntry(r["event_id"], r["account_id"], r["method"], r["url"], r["body"], 0,
-                        None) for r in rows]))
+        for i, row in enumerate(rows):
+            row["lease_until"] = row["created_at"] + lease_ms if i < room else None
+        if room:
+            after_commit(partial(sink.deliver_now, [
+                OutboxEntry(r["event_id"], r["account_id"], r["method"], r["url"], r["body"], 0,
+                            None) for r in rows[:room]]))
+        if len(rows) > room:
+            after_commit(sink.wake)
 
     @staticmethod
     def cost(w: _Writes, channel: str, ref: str | None, request_id: str | None,
