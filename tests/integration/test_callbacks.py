@@ -169,3 +169,40 @@ async def test_a_handed_over_row_is_claimed_again_once_its_lease_ends(
     row = await _row(gw, request_id)
     assert row is not None and row["delivered_at"] is not None and len(sent) == 1
     assert sent[0].headers["X-Kaskad-Event-Id"] == row["event_id"]
+
+
+async def test_a_name_that_rebinds_to_a_private_address_is_refused(
+        make_gateway: object) -> None:
+    """DNS rebinding: the name looked public when checked, and led to a loopback server when
+    the sender connected. The connection's own address is checked: nothing is sent, and the
+    row is given up as refused."""
+    from aiohttp import web
+
+    seen: list[str] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_route("*", "/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        gw = await make_gateway(callback_allow_private=False)  # type: ignore[operator]
+        await gw.callbacks.stop()
+
+        async def looks_public(url: str) -> str:
+            return ""  # what the first DNS answer said
+
+        gw.callbacks._refuse = looks_public
+        request_id = await _send_with_callback(gw, f"http://localhost:{port}/hook")
+        row = await _outbox_row(gw, request_id, lambda r: r["attempts"] >= 1)
+        assert seen == []
+        assert row["next_attempt_at"] is None and row["delivered_at"] is None
+        assert str(row["last_error"]).startswith("refused: private address 127.0.0.1")
+    finally:
+        await runner.cleanup()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from kaskad.engine.http_client import HttpClient
+from kaskad.engine.http_client import HttpClient, RefusedAddress
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -204,3 +205,38 @@ async def test_https_with_the_callers_trust(serve: Callable[..., Awaitable[int]]
     finally:
         await trusting.close()
         await default.close()
+
+
+async def test_a_refused_peer_address_gets_nothing(serve: Callable[..., Awaitable[int]]) -> None:
+    """The address check runs on the address the connection reached, before any byte is
+    sent: a name that resolved to a public address for the check and to a private one for
+    the connection (DNS rebinding) cannot smuggle a request through."""
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        return web.Response(text="ok")
+
+    port = await serve(handler)
+    checked: list[str] = []
+
+    def refuse_loopback(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+        checked.append(str(ip))
+        return f"private address {ip}" if ip.is_loopback else ""
+
+    client = HttpClient(timeout_s=5, user_agent="t", refuse_peer=refuse_loopback)
+    try:
+        with pytest.raises(RefusedAddress, match=r"127\.0\.0\.1"):
+            await client.request("POST", f"http://localhost:{port}/hook", {}, b"{}")
+        with pytest.raises(RefusedAddress):  # refused connections are not pooled
+            await client.request("POST", f"http://127.0.0.1:{port}/hook", {}, b"{}")
+    finally:
+        await client.close()
+    await asyncio.sleep(0.05)
+    assert seen == [] and checked == ["127.0.0.1", "127.0.0.1"]
+    allowed = HttpClient(timeout_s=5, user_agent="t", refuse_peer=lambda ip: "")
+    try:
+        assert await allowed.request("GET", f"http://127.0.0.1:{port}/ok", {}) == 200
+    finally:
+        await allowed.close()
+    assert seen == ["/ok"]

@@ -23,7 +23,7 @@ import structlog
 
 from kaskad.domain.callbacks import sign
 from kaskad.domain.clock import Clock, to_ms
-from kaskad.engine.http_client import HttpClient
+from kaskad.engine.http_client import HttpClient, RefusedAddress
 from kaskad.engine.polling import poll_forever
 from kaskad.storage.batch import WriteBatcher
 from kaskad.storage.outbox import ClaimOutbox, FinishOutbox, OutboxClaim, OutboxEntry, OutboxResult
@@ -59,7 +59,8 @@ class CallbackSender:
         self.poll_interval_s = poll_interval_s
         self.timeout_s = timeout_s
         self._client = HttpClient(timeout_s=timeout_s, user_agent="kaskad-callbacks/1",
-                                  max_idle_per_host=max(1, concurrency))
+                                  max_idle_per_host=max(1, concurrency),
+                                  refuse_peer=None if allow_private else private_address)
         self.transport: Transport = transport or self._client.request
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -178,6 +179,8 @@ class CallbackSender:
         try:
             status = await self.transport(entry.method, entry.url, headers,
                                           body if entry.method != "GET" else b"")
+        except RefusedAddress as exc:  # the name led somewhere else when connecting
+            return "refused: " + str(exc)
         except (OSError, TimeoutError, ValueError) as exc:
             return f"{type(exc).__name__}: {exc}"
         if 200 <= status < 300:
@@ -195,7 +198,16 @@ class CallbackSender:
         except OSError as exc:
             return f"cannot resolve: {exc}"
         for info in infos:
-            ip = ipaddress.ip_address(info[4][0])
-            if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved:
-                return f"private address {ip}"
+            reason = private_address(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]))
+            if reason:
+                return reason
+        # Checked again on the address each connection reaches (HttpClient.refuse_peer):
+        # the name is resolved anew to connect.
         return ""
+
+
+def private_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """Why a callback may not go to `ip` (private, loopback, link-local, reserved), or ""."""
+    if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved:
+        return f"private address {ip}"
+    return ""

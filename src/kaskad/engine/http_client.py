@@ -13,18 +13,30 @@ Rules:
   * when a reused idle connection turns out closed by the server before any of an answer came,
     the request goes again on the next idle connection or a new one (a new connection that
     fails is an error);
-  * URLs with whitespace or control characters are refused (no header injection).
+  * URLs with whitespace or control characters are refused (no header injection);
+  * with `refuse_peer`, the address a new connection actually reached is checked before
+    anything is sent (callbacks: no private addresses). Checking a name's addresses before
+    connecting is not enough: the name is resolved again to connect, and a hostile DNS
+    server can answer differently the second time (DNS rebinding).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import ssl
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httptools
 
 PoolKey = tuple[str, str, int]
+# The reason a peer's address may not be talked to, or "" when it may.
+PeerCheck = Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address], str]
+
+
+class RefusedAddress(ValueError):
+    """The connection reached an address the client must not talk to; nothing was sent."""
 
 
 class _Connection(asyncio.Protocol):
@@ -110,12 +122,14 @@ class _Connection(asyncio.Protocol):
 class HttpClient:
     def __init__(self, *, timeout_s: float, user_agent: str, max_idle_per_host: int = 64,
                  max_body_bytes: int = 64 * 1024,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None,
+                 refuse_peer: PeerCheck | None = None) -> None:
         self.timeout_s = timeout_s
         self.user_agent = user_agent
         self.max_idle_per_host = max_idle_per_host
         self.max_body_bytes = max_body_bytes
         self._ssl = ssl_context
+        self.refuse_peer = refuse_peer
         self._idle: dict[PoolKey, list[_Connection]] = {}
 
     async def request(self, method: str, url: str, headers: dict[str, str],
@@ -169,9 +183,16 @@ class HttpClient:
                 self._ssl = ssl.create_default_context()
             context = self._ssl
         loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(
+        transport, conn = await loop.create_connection(
             lambda: _Connection(self.max_body_bytes), host.strip("[]"), port, ssl=context,
             server_hostname=host.strip("[]") if context else None)
+        if self.refuse_peer is not None:
+            peer = transport.get_extra_info("peername")
+            reason = "no peer address" if not peer else self.refuse_peer(
+                ipaddress.ip_address(str(peer[0]).split("%", 1)[0]))
+            if reason:
+                conn._close()
+                raise RefusedAddress(reason)
         return conn, False
 
     def _release(self, key: PoolKey, conn: _Connection) -> None:
