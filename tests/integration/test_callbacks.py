@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import orjson
+from aiohttp import web
 from sqlalchemy import select
 
 from kaskad.domain.callbacks import verify
@@ -14,6 +17,23 @@ from kaskad.services.admin import Admin
 from kaskad.services.send_code import SendCodeInput
 from kaskad.storage.schema import outbox
 from tests.helpers import callback_transport
+
+
+@contextlib.asynccontextmanager
+async def _hook_server(hook: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                       ) -> AsyncIterator[int]:
+    """The customer's endpoint: an aiohttp server (an independent HTTP implementation) on a
+    free loopback port, answering /hook with `hook`; yields the port."""
+    app = web.Application()
+    app.router.add_route("*", "/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()
 
 
 async def _send_with_callback(gw: object, url: str, account: str = "acme") -> str:
@@ -72,22 +92,13 @@ async def test_private_addresses_are_refused_when_not_allowed(make_gateway: obje
 async def test_callbacks_over_real_http(make_gateway: object) -> None:
     """The default transport (engine.http_client) against a real HTTP server on loopback: the
     signed POST arrives once; a refused connection is an error that is retried, not a crash."""
-    from aiohttp import web
-
     seen: list[tuple[str, dict[str, str], bytes]] = []
 
     async def hook(request: web.Request) -> web.Response:
         seen.append((request.method, dict(request.headers), await request.read()))
         return web.Response(text="ok")
 
-    app = web.Application()
-    app.router.add_route("*", "/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with _hook_server(hook) as port:
         gw = await make_gateway()  # type: ignore[operator]
         request_id = await _send_with_callback(gw, f"http://127.0.0.1:{port}/hook")
         row = await _outbox_row(gw, request_id, lambda r: r["delivered_at"] is not None)
@@ -100,8 +111,6 @@ async def test_callbacks_over_real_http(make_gateway: object) -> None:
         refused = await _send_with_callback(gw, "http://127.0.0.1:9/nobody-listens", "other")
         failed = await _outbox_row(gw, refused, lambda r: r["attempts"] >= 1)
         assert failed["delivered_at"] is None and failed["last_error"]
-    finally:
-        await runner.cleanup()
 
 
 async def _row(gw: object, request_id: str) -> dict[str, object] | None:
@@ -176,22 +185,13 @@ async def test_a_name_that_rebinds_to_a_private_address_is_refused(
     """DNS rebinding: the name looked public when checked, and led to a loopback server when
     the sender connected. The connection's own address is checked: nothing is sent, and the
     row is given up as refused."""
-    from aiohttp import web
-
     seen: list[str] = []
 
     async def hook(request: web.Request) -> web.Response:
         seen.append(request.path)
         return web.Response(text="ok")
 
-    app = web.Application()
-    app.router.add_route("*", "/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with _hook_server(hook) as port:
         gw = await make_gateway(callback_allow_private=False)  # type: ignore[operator]
         await gw.callbacks.stop()
 
@@ -204,5 +204,3 @@ async def test_a_name_that_rebinds_to_a_private_address_is_refused(
         assert seen == []
         assert row["next_attempt_at"] is None and row["delivered_at"] is None
         assert str(row["last_error"]).startswith("refused: private address 127.0.0.1")
-    finally:
-        await runner.cleanup()

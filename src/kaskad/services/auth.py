@@ -20,8 +20,6 @@ from kaskad.storage.db import Database
 class Authenticator:
     def __init__(self, db: Database, clock: Clock, ttl_s: float) -> None:
         self.db = db
-        self.clock = clock
-        self.ttl_s = ttl_s
         self._cache: TtlCache[str, tuple[int, bool] | None] = TtlCache(
             self._load, clock, ttl_s)
         self._hashes: dict[str, str] = {}  # key -> SHA-256, saves hashing on every request

@@ -34,7 +34,6 @@ class TtlCache(Generic[K, V]):
         self._entries: dict[K, tuple[float, V]] = {}  # key -> (when its load began, value)
         self._loading: dict[K, tuple[float, asyncio.Future[V]]] = {}  # (began, load)
         self._generation = 0  # bumped by invalidate: loads begun before it are not kept
-        self.loads = 0
 
     async def get(self, key: K) -> V:
         hit = self._entries.get(key)
@@ -63,7 +62,6 @@ class TtlCache(Generic[K, V]):
 
     def _start(self, key: K) -> asyncio.Future[V]:
         began, generation = self.clock(), self._generation
-        self.loads += 1
         task = asyncio.ensure_future(self.load(key))
         self._loading[key] = (began, task)
 
