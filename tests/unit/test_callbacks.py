@@ -182,10 +182,18 @@ def test_verify_rejects_garbage_signatures_without_raising(signature: str) -> No
 
 # --- event ids --------------------------------------------------------------------------------
 
-def test_new_event_id_is_a_fresh_uuid4() -> None:
+def test_new_event_id_is_a_fresh_uuid7() -> None:
     ids = {new_event_id() for _ in range(100)}
     assert len(ids) == 100
     for event_id in ids:
         parsed = uuid.UUID(event_id)
-        assert parsed.version == 4
+        assert parsed.version == 7
+        assert parsed.variant == uuid.RFC_4122
         assert str(parsed) == event_id
+
+
+@given(st.integers(min_value=0, max_value=2**48 - 2))
+def test_event_ids_sort_by_their_millisecond(ms: int) -> None:
+    earlier, later = new_event_id(ms), new_event_id(ms + 1)
+    assert earlier < later
+    assert int(uuid.UUID(earlier).hex[:12], 16) == ms

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
+import time
 import uuid
 from urllib.parse import urlencode
 
@@ -26,8 +28,15 @@ def final_callback_body(*, request_id: str, number: str, code: str, state: str, 
     })
 
 
-def new_event_id() -> str:
-    return str(uuid.uuid4())
+def new_event_id(now_ms: int | None = None) -> str:
+    """A UUID version 7 (RFC 9562): milliseconds first, then 74 random bits. Time-ordered, so
+    the outbox's unique index takes new ids at its end instead of on a random page each (on
+    SQLite every such page is another WAL frame at COMMIT)."""
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    rand = int.from_bytes(secrets.token_bytes(10), "big")
+    value = ((ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64
+             | 0b10 << 62 | rand & 0x3FFF_FFFF_FFFF_FFFF)
+    return str(uuid.UUID(int=value))
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
