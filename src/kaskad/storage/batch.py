@@ -75,7 +75,8 @@ class _Pending:
 
 class WriteBatcher:
     def __init__(self, db: Database, *, max_batch: int = 512, writers: int | None = None,
-                 coalesce_s: float = 0.0, coalesce_below: int = 32) -> None:
+                 coalesce_s: float = 0.0, coalesce_below: int = 32,
+                 big_batch: int = 80) -> None:
         self.db = db
         self.max_batch = max_batch
         # When the process is saturated, commits that follow each other closely carry few
@@ -96,6 +97,7 @@ class WriteBatcher:
         # row serialises the commits. Nodes and worker processes write concurrently anyway;
         # see storage.balances for why account rows are locked only at the end.
         self.writers = writers or 1
+        self.big_batch = big_batch  # SQLite: batches of this many writes commit off the loop
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._sql = RawSql(db)
@@ -198,7 +200,7 @@ class WriteBatcher:
         changes = balances.begin()
         actions: list[Callable[[], None]] = []
         _after_commit.set(actions)
-        async with self.db.batch(writer) as conn:
+        async with self.db.batch(writer, big=len(batch) >= self.big_batch) as conn:
             # All of a transaction's rendezvous locks first, in one sorted sweep, before any
             # row lock: taking them mid-transaction deadlocked against account row locks.
             await self._sql.rendezvous(conn, keys)

@@ -13,6 +13,7 @@ import contextlib
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ class Database:
         self._pg_conns: dict[int, Any] = {}  # asyncpg.Connection of each writer's batches
         self._pg_batch_locks: dict[int, asyncio.Lock] = {}
         self._checkpointer: _Checkpointer | None = None
+        self._committer: ThreadPoolExecutor | None = None  # SQLite: the batches' COMMITs
         self._sqlite_path = parsed.database or ":memory:"
         if self.is_sqlite:
             db_path = parsed.database
@@ -103,7 +105,7 @@ class Database:
             yield conn
 
     @asynccontextmanager
-    async def batch(self, writer: int = 0) -> AsyncIterator[Any]:
+    async def batch(self, writer: int = 0, *, big: bool = False) -> AsyncIterator[Any]:
         """The transaction of one group commit (storage.batch): a plain sqlite3 connection
         used synchronously on SQLite, a plain asyncpg connection on PostgreSQL.
 
@@ -148,7 +150,36 @@ class Database:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
+        try:
+            if big:
+                await self._commit_off_loop(conn)
+            else:
+                conn.execute("COMMIT")
+        except Exception:
+            # a COMMIT that fails (a deferred constraint, a full disk) leaves the transaction
+            # open, and the next BEGIN would fail with it
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    async def _commit_off_loop(self, conn: sqlite3.Connection) -> None:
+        """COMMIT on a thread of its own, for `big` batches: it writes the transaction's pages
+        to the WAL, the biggest single cost of a large group commit (py-spy on the SMS path:
+        12% of the event loop's thread), and sqlite3 releases the GIL while it does, so the
+        loop serves requests meanwhile. A small batch's COMMIT costs less than the hop and the
+        turn of the loop that brings its end back (measured: 6% fewer messages/s with every
+        COMMIT sent off the loop at one SMPP bind, 55 writes per commit; 17% more at four
+        binds, 120 writes per commit)."""
+        assert self._committer is not None
+        done = asyncio.get_running_loop().run_in_executor(self._committer, conn.execute,
+                                                          "COMMIT")
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            await asyncio.wait([done])  # the connection is not free until it is over
+            if conn.in_transaction:  # the COMMIT failed
+                conn.execute("ROLLBACK")
+            raise
 
     async def _pg_batch_connection(self, writer: int) -> Any:
         import asyncpg
@@ -169,6 +200,7 @@ class Database:
                            "cache_size=-65536", "temp_store=MEMORY", "wal_autocheckpoint=0"):
                 conn.execute("PRAGMA " + pragma)
             self._batch_conn = conn
+            self._committer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-commit")
             self._checkpointer = _Checkpointer(self._sqlite_path)
             self._checkpointer.start()
         return self._batch_conn
@@ -182,6 +214,9 @@ class Database:
         if self._checkpointer is not None:
             self._checkpointer.stop()
             self._checkpointer = None
+        if self._committer is not None:
+            self._committer.shutdown(wait=True)
+            self._committer = None
         if self._batch_conn is not None:
             self._batch_conn.close()
             self._batch_conn = None
