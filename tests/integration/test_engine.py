@@ -184,6 +184,38 @@ async def test_concurrent_claimers_take_each_row_once(make_gateway: object, db_u
     assert len(flat) == len(set(flat)) == 30
 
 
+async def test_new_messages_get_increasing_ids_and_refused_ones_none(
+        make_gateway: object) -> None:
+    """Message ids come with the batch's first read (PostgreSQL: from the sequence, for every
+    SMS in the batch); a refused message leaves a gap, never a duplicate."""
+    gw = await make_gateway(start=False)  # type: ignore[operator]
+    admin, _ = await _account(gw, balance=100_000)
+    account = await admin.account("acme")
+    now = to_ms(gw.clock())
+    batcher = WriteBatcher(gw.db)
+    op = CreateVerifications(gw.db)
+
+    def sms(i: int) -> NewVerification:
+        return NewVerification(
+            request_id=new_request_id(), account_id=account.id if i % 3 else 10**9,
+            number=f"7900123{i:04d}", direction="RU", code="", resending=Resending.STOP,
+            channels=(ChannelName.SMS,), callback_url=None, now_ms=now, lease_owner="nobody",
+            lease_until_ms=now, kind="sms", text="hello", parts=1)
+
+    try:
+        first = await asyncio.gather(*(batcher.submit(op, sms(i)) for i in range(12)),
+                                     return_exceptions=True)
+        second = await batcher.submit_many(op, [sms(i) for i in (1, 2)])
+    finally:
+        await batcher.stop()
+    refused = [r for i, r in enumerate(first) if i % 3 == 0]
+    assert all(isinstance(r, Exception) for r in refused)
+    ids = [r.msg_id for i, r in enumerate(first) if i % 3]  # type: ignore[union-attr]
+    assert ids == sorted(ids) and len(set(ids)) == 8 and None not in ids
+    later = [v.msg_id for v in second]
+    assert min(later) > max(ids) and later[0] < later[1]  # type: ignore[operator]
+
+
 async def test_engine_counts_one_capture_per_delivery_under_load(make_gateway: object) -> None:
     gw = await make_gateway()  # type: ignore[operator]
     admin, key = await _account(gw, balance=100_000)

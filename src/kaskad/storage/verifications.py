@@ -215,7 +215,7 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
 
     async def run(self, conn: BatchConn,
                   items: Sequence[NewVerification]) -> list[Verification | Exception]:
-        acct, spam, prices = await self._read(conn, items)
+        acct, spam, prices, numbers = await self._read(conn, items)
         results: list[Verification | Exception] = []
         money = balances.current()
         rows: list[tuple[Any, ...]] = []
@@ -236,19 +236,23 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
                                 created_at=item.now_ms))
             results.append(to_verification(row))
         if rows:
-            await self._number_messages(conn, rows, results)
+            await self._number_messages(conn, rows, results, numbers)
             await (self.sql.writes().insert_rows("verifications", COLUMNS, rows)
                    .insert("ledger", entries).run(conn))
         return results
 
     async def _number_messages(self, conn: BatchConn, rows: list[tuple[Any, ...]],
-                               results: list[Verification | Exception]) -> None:
-        """Give each new SMS its integer id (the ssms API's), from one counter update."""
+                               results: list[Verification | Exception],
+                               numbers: list[int]) -> None:
+        """Give each new SMS its integer id (the ssms API's): on PostgreSQL from `numbers`,
+        taken from the sequence with the batch's first read; on SQLite from one counter
+        update."""
         kind, msg_id = _AT["kind"], _AT["msg_id"]
         wanted = [i for i, row in enumerate(rows) if row[kind] == "sms"]
         if not wanted:
             return
-        ids = await self._message_ids(conn, len(wanted))
+        ids = numbers[:len(wanted)] if not self.sql.is_sqlite else \
+            await self._message_ids(conn, len(wanted))
         by_id = {v.request_id: v for v in results if isinstance(v, Verification)}
         for number, i in zip(ids, wanted, strict=True):
             row = list(rows[i])
@@ -257,13 +261,8 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
             by_id[row[_AT["request_id"]]].msg_id = number
 
     async def _message_ids(self, conn: BatchConn, n: int) -> list[int]:
-        """`n` new message ids, increasing. PostgreSQL: from a sequence, which takes no row
-        lock (a counter row would make concurrent writers wait for each other's COMMIT;
-        migration 0012). SQLite: the counter row (its one writer serialises anyway)."""
-        if not self.sql.is_sqlite:
-            rows = await self.sql.fetch(
-                conn, "SELECT nextval('message_ids') FROM generate_series(1, ?::int)", n)
-            return sorted(int(r[0]) for r in rows)
+        """`n` new message ids, increasing, from the counter row (SQLite: its one writer
+        serialises anyway)."""
         advance = "UPDATE counters SET value = value + ? WHERE name = 'messages' RETURNING value"
         found = await self.sql.fetch(conn, advance, n)
         if not found:  # the first message ever
@@ -276,24 +275,31 @@ class CreateVerifications(BatchOp[NewVerification, Verification]):
 
     async def _read(self, conn: BatchConn, items: Sequence[NewVerification]) -> tuple[
             dict[int, dict[str, Any]], set[tuple[int | None, str]],
-            dict[tuple[str, str, str], int]]:
+            dict[tuple[str, str, str], int], list[int]]:
         """The batch's accounts, the spam-list entries of its numbers and the accounts'
-        tariffs, read in one round trip."""
+        tariffs, read in one round trip; on PostgreSQL with it, a message id for each SMS
+        (from a sequence, which takes no row lock: a counter row would make concurrent
+        writers wait for each other's COMMIT; migration 0012). Ids of messages then refused
+        are not used: a gap, as sequences have anyway."""
         ids = self.sql.many(sorted({i.account_id for i in items}))
-        accounts, spam, tariffs = await self.sql.fetch_many(
-            conn,
+        reads = [
             ("SELECT id, disabled, balance, held, allowed_directions, tariff_plan "
              "FROM accounts WHERE id IN (?*)", (ids,)),
             ("SELECT account_id, number FROM spam_list WHERE number IN (?*)",
              (self.sql.many(sorted({i.number for i in items})),)),
             ("SELECT plan, channel, direction, price FROM tariffs WHERE plan IN "
-             "(SELECT tariff_plan FROM accounts WHERE id IN (?*))", (ids,)))
+             "(SELECT tariff_plan FROM accounts WHERE id IN (?*))", (ids,))]
+        if not self.sql.is_sqlite:
+            reads.append(("SELECT nextval('message_ids') FROM generate_series(1, ?::int)",
+                          (sum(1 for i in items if i.kind == "sms"),)))
+        accounts, spam, tariffs, *numbers = await self.sql.fetch_many(conn, *reads)
         acct = {}
         for account_id, disabled, balance, held, directions, plan in accounts:
             acct[account_id] = dict(disabled=bool(disabled), available=balance - held,
                                     directions=split_directions(directions), tariff_plan=plan)
         return (acct, {(r[0], r[1]) for r in spam},
-                {(r[0], r[1], r[2]): r[3] for r in tariffs})
+                {(r[0], r[1], r[2]): r[3] for r in tariffs},
+                sorted(int(r[0]) for r in numbers[0]) if numbers else [])
 
     @staticmethod
     def _decide(item: NewVerification, acct: dict[str, Any] | None,
