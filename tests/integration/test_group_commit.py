@@ -87,7 +87,7 @@ async def _probe(db_url: str, big_batch: int) -> tuple[Database, WriteBatcher, _
     """A database with the probe table, a batcher, and the (statement, thread) of every
     COMMIT on SQLite's batch connection."""
     db = Database(db_url)
-    async with db.write() as conn:  # (PostgreSQL's test database is shared by the tests)
+    async with db.write() as conn:  # (left behind if a run was interrupted)
         await conn.execute(text("DROP TABLE IF EXISTS commit_probe"))
         await conn.execute(text(
             "CREATE TABLE commit_probe (id BIGINT PRIMARY KEY, parent_id BIGINT "
@@ -98,6 +98,15 @@ async def _probe(db_url: str, big_batch: int) -> tuple[Database, WriteBatcher, _
             lambda sql: commits.append((sql, threading.current_thread().name))
             if sql == "COMMIT" else None)
     return db, WriteBatcher(db, big_batch=big_batch), _Insert(db), commits
+
+
+async def _close(db: Database, batcher: WriteBatcher) -> None:
+    """Stop, and drop the probe table: PostgreSQL's test database outlives the test, and the
+    migration tests compare its tables with the declared schema."""
+    await batcher.stop()
+    async with db.write() as conn:
+        await conn.execute(text("DROP TABLE commit_probe"))
+    await db.dispose()
 
 
 async def _ids(db: Database) -> list[int]:
@@ -116,8 +125,7 @@ async def test_a_big_batch_commits_off_the_loop_and_a_small_one_on_it(db_url: st
             assert big.startswith("sqlite-commit")
             assert small == threading.current_thread().name
     finally:
-        await batcher.stop()
-        await db.dispose()
+        await _close(db, batcher)
 
 
 @pytest.mark.parametrize("big_batch", [1, 1000], ids=["off-loop", "on-loop"])
@@ -135,5 +143,4 @@ async def test_a_failing_commit_leaves_nothing_and_the_next_batches_run(
         assert await batcher.submit_many(op, [7, -7]) == [7, -7]
         assert await _ids(db) == [1, 2, 7, 1007]
     finally:
-        await batcher.stop()
-        await db.dispose()
+        await _close(db, batcher)
