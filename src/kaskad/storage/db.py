@@ -119,7 +119,8 @@ class Database:
         loop (measured: p50 16 ms at 500 req/s). Here BEGIN, the statements and COMMIT run in
         one burst. BEGIN does not wait for the lock in SQLite (timeout 0): it retries with an
         async sleep, so a writer elsewhere in this process (SQLAlchemy's) can always finish.
-        WAL checkpoints run on a background thread, so COMMIT never syncs on the loop.
+        WAL checkpoints run on a background thread, so COMMIT never syncs on the loop; a
+        `big` batch's COMMIT itself goes to a thread too (see `_commit_off_loop`), one hop.
         """
         if not self.is_sqlite:
             async with self._pg_batch_locks.setdefault(writer, asyncio.Lock()):
