@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 
@@ -17,3 +18,15 @@ def callback_transport(handle: Callable[[httpx.Request], httpx.Response]) -> Tra
         return handle(httpx.Request(method, url, headers=headers, content=body)).status_code
 
     return send
+
+
+def recording_transport(into: list[Any],
+                        pick: Callable[[httpx.Request], Any] = lambda r: r) -> Transport:
+    """A callback_transport that answers 200 to every callback and appends `pick(request)`
+    to `into`."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        into.append(pick(request))
+        return httpx.Response(200)
+
+    return callback_transport(handle)

@@ -11,6 +11,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -24,7 +25,7 @@ def _free_port() -> int:
 
 
 async def _read_until(stream: asyncio.StreamReader, pattern: str, limit_s: float) -> str:
-    seen = []
+    seen: list[str] = []
 
     async def loop() -> str:
         while True:
@@ -123,10 +124,10 @@ async def test_demo_sends_codes_calls_back_and_bills_delivered_only(
                           c["signature"])
 
 
-async def _callbacks(client: httpx.AsyncClient, wanted: set[str]) -> list[dict[str, object]]:
+async def _callbacks(client: httpx.AsyncClient, wanted: set[str]) -> list[dict[str, Any]]:
     """The demo's inbox is another process: poll it, bounded."""
 
-    async def loop() -> list[dict[str, object]]:
+    async def loop() -> list[dict[str, Any]]:
         while True:
             got = [c for c in (await client.get("/demo/callbacks")).json()
                    if isinstance(c.get("body"), dict) and "request_id" in c["body"]]

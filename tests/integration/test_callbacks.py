@@ -16,7 +16,7 @@ from kaskad.domain.callbacks import verify
 from kaskad.services.admin import Admin
 from kaskad.services.send_code import SendCodeInput
 from kaskad.storage.schema import outbox
-from tests.helpers import callback_transport
+from tests.helpers import callback_transport, recording_transport
 
 
 @contextlib.asynccontextmanager
@@ -81,8 +81,7 @@ async def test_private_addresses_are_refused_when_not_allowed(make_gateway: obje
     sent: list[httpx.Request] = []
     gw = await make_gateway(callback_allow_private=False)  # type: ignore[operator]
     await gw.callbacks.stop()
-    gw.callbacks.transport = callback_transport(
-        lambda r: sent.append(r) or httpx.Response(200))
+    gw.callbacks.transport = recording_transport(sent)
     request_id = await _send_with_callback(gw, "http://127.0.0.1:9/hook")
     row = await _outbox_row(gw, request_id, lambda r: r["attempts"] >= 1)
     assert sent == []
@@ -126,8 +125,7 @@ async def test_a_final_state_goes_to_the_sender_at_commit_without_a_claim(
     commits, leased to it from the start: no claim statement takes them."""
     sent: list[str] = []
     gw = await make_gateway()  # type: ignore[operator]
-    gw.callbacks.transport = callback_transport(
-        lambda r: sent.append(r.headers["X-Kaskad-Event-Id"]) or httpx.Response(200))
+    gw.callbacks.transport = recording_transport(sent, lambda r: r.headers["X-Kaskad-Event-Id"])
     claimed: list[str] = []
     claim = gw.callbacks.claim_op.run
 
@@ -170,7 +168,7 @@ async def test_a_handed_over_row_is_claimed_again_once_its_lease_ends(
     row = await _row(gw, request_id)
     assert row is not None and row["delivered_at"] is None and row["lease_until"] is not None
     sent: list[httpx.Request] = []
-    gw.callbacks.transport = callback_transport(lambda r: sent.append(r) or httpx.Response(200))
+    gw.callbacks.transport = recording_transport(sent)
     assert await gw.callbacks.run_once() == 0  # still leased
     later = time.time() + gw.callbacks.lease_s + 1
     gw.callbacks.clock = lambda: later

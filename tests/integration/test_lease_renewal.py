@@ -85,7 +85,8 @@ async def test_a_step_that_waited_out_its_lease_in_the_queue_is_not_sent_twice(
     """A node with one sending slot: the second code waits behind a hung send for longer than
     its lease, so another node claims and sends it. When the slot frees, the first node must
     not send it as well (its lease is renewed before sending, and the renewal fails)."""
-    release, sent, hanging = asyncio.Event(), [], asyncio.Event()
+    release, hanging = asyncio.Event(), asyncio.Event()
+    sent: list[str] = []
 
     def channels(sink: ReportSink) -> list[Any]:
         return [GatedTelegram(release, sent, hanging)]
@@ -123,7 +124,8 @@ async def test_a_step_that_waited_out_its_lease_in_the_queue_is_not_sent_twice(
 async def test_new_requests_wait_while_the_backlog_is_full(make_gateway: Any) -> None:
     """Backpressure: with a backlog of one, a second request is taken only once the first
     step is done (or after admit_wait_s), so intake cannot outrun the channels."""
-    release, sent, hanging = asyncio.Event(), [], asyncio.Event()
+    release, hanging = asyncio.Event(), asyncio.Event()
+    sent: list[str] = []
 
     def channels(sink: ReportSink) -> list[Any]:
         return [GatedTelegram(release, sent, hanging)]

@@ -588,7 +588,7 @@ async def _chunks(total: int) -> AsyncIterator[bytes]:
     yield b'"}'
 
 
-BAD_INPUT = [
+BAD_INPUT: list[tuple[str, str, str, Callable[[], Any], int, str]] = [
     # id, method, path, content factory, status, error_code
     ("non-utf8", "POST", SEND, lambda: b"\xff\xfe", 200, "unknown_request"),
     ("non-utf8-in-string", "POST", SEND, lambda: b'{"number": "7900\xff"}', 200,

@@ -389,9 +389,9 @@ def check_transition(policy: Policy, before: Cursor, d: Decision, now: float) ->
 @st.composite
 def walks(draw: st.DrawFn) -> tuple[Policy, list[tuple[bool, Outcome]]]:
     policy = draw(policies)
-    script = draw(st.lists(st.tuples(st.booleans(), st.sampled_from(NON_ACCEPTED)),
-                           min_size=progress_bound(policy),
-                           max_size=progress_bound(policy)))
+    script: list[tuple[bool, Outcome]] = draw(st.lists(
+        st.tuples(st.booleans(), st.sampled_from(NON_ACCEPTED)),
+        min_size=progress_bound(policy), max_size=progress_bound(policy)))
     return policy, script
 
 

@@ -21,7 +21,7 @@ GSM_BASIC = ("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤
 GSM_EXTENDED = "^{}\\[~]|€\f"
 
 gsm_text = st.text(alphabet=GSM_BASIC + GSM_EXTENDED, max_size=800)
-any_text = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=400)
+any_text = st.text(alphabet=st.characters(codec="utf-8"), max_size=400)
 mixed_text = st.text(alphabet=GSM_BASIC + GSM_EXTENDED + "абвгдеёжз😀𝄞中", max_size=500)
 
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import kaskad.domain.ssms as ssms
 from kaskad.domain import errors as e
-from kaskad.domain import ssms
 from kaskad.domain.channels import ChannelName
 from kaskad.domain.messages import plan_message
 
