@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+from aiohttp import web
 
 from kaskad.engine.callbacks import Transport
 
@@ -30,3 +31,16 @@ def recording_transport(into: list[Any],
         return httpx.Response(200)
 
     return callback_transport(handle)
+
+
+async def serve_aiohttp(path: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                        ) -> tuple[web.AppRunner, int]:
+    """An aiohttp.web server (an independent HTTP implementation) on a free loopback port,
+    answering `path` for every method with `handler`: its runner (`cleanup()` stops it) and
+    its port."""
+    app = web.Application()
+    app.router.add_route("*", path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, int(runner.addresses[0][1])

@@ -16,7 +16,7 @@ from kaskad.domain.callbacks import verify
 from kaskad.services.admin import Admin
 from kaskad.services.send_code import SendCodeInput
 from kaskad.storage.schema import outbox
-from tests.helpers import callback_transport, recording_transport
+from tests.helpers import callback_transport, recording_transport, serve_aiohttp
 
 
 @contextlib.asynccontextmanager
@@ -24,14 +24,9 @@ async def _hook_server(hook: Callable[[web.Request], Awaitable[web.StreamRespons
                        ) -> AsyncIterator[int]:
     """The customer's endpoint: an aiohttp server (an independent HTTP implementation) on a
     free loopback port, answering /hook with `hook`; yields the port."""
-    app = web.Application()
-    app.router.add_route("*", "/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    runner, port = await serve_aiohttp("/hook", hook)
     try:
-        yield int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        yield port
     finally:
         await runner.cleanup()
 

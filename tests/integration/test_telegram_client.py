@@ -19,6 +19,7 @@ from kaskad.channels.telegram.client import (
 )
 from kaskad.domain.telegram import ErrorKind
 from kaskad.simulators.telegram_gateway import NumberRule, TelegramGatewaySim
+from tests.helpers import serve_aiohttp
 
 TOKEN = "client-test-token"
 PHONE = "79001234560"
@@ -131,14 +132,8 @@ async def peer() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
     runners: list[web.AppRunner] = []
 
     async def _start(handler: Handler) -> str:
-        app = web.Application()
-        app.router.add_route("*", "/{method}", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
+        runner, port = await serve_aiohttp("/{method}", handler)
         runners.append(runner)
-        port = runner.addresses[0][1]
         return f"http://127.0.0.1:{port}/"
 
     yield _start
