@@ -53,9 +53,11 @@ async def node_smsc() -> AsyncIterator[NodeSmsc]:
     await proc.wait()
 
 
-async def _connector(port: int, password: str, receipts: list[Receipt]) -> SmppConnector:
-    c = SmppConnector(ConnectorSettings(name="node", host="127.0.0.1", port=port,
-                                        system_id="kaskad", password=password, window=10),
+async def _connector(port: int, password: str, receipts: list[Receipt],
+                     **settings: Any) -> SmppConnector:
+    c = SmppConnector(ConnectorSettings(**{"name": "node", "host": "127.0.0.1", "port": port,
+                                           "system_id": "kaskad", "password": password,
+                                           "window": 10, **settings}),
                       on_receipt=lambda _name, r: receipts.append(r))
     await c.start()
     return c
@@ -121,5 +123,47 @@ async def test_a_vendor_specific_status_fails_the_part_and_keeps_the_session(
         ok = await c.submit(Part("Kaskad", "79001234564", seg.encoding, seg.payloads()[0]))
         assert ok.verdict is SubmitVerdict.ACCEPTED
         assert c.binds[0].esme._writer is session  # no reconnect in between
+    finally:
+        await c.stop()
+
+
+async def test_an_unanswered_submit_times_out_and_frees_its_place_in_the_window(
+        node_smsc: NodeSmsc) -> None:
+    """Window 1: the submit the SMSC never answers holds the only place until its timeout,
+    the one queued behind it is not sent before then, and both get an answer."""
+    c = await _connector(node_smsc.port, "secret", [], window=1, submit_timeout_s=0.5)
+    try:
+        assert await c.wait_bound(10)
+        seg = segment("Your code: 1234")
+        lost = asyncio.ensure_future(
+            c.submit(Part("Kaskad", "79005550999", seg.encoding, seg.payloads()[0])))
+        await asyncio.sleep(0.1)
+        assert len(c.binds[0].pending) == 1
+        started = asyncio.get_running_loop().time()
+        ok = await c.submit(Part("Kaskad", "79001234564", seg.encoding, seg.payloads()[0]))
+        assert ok.verdict is SubmitVerdict.ACCEPTED
+        assert asyncio.get_running_loop().time() - started >= 0.3  # it waited for the place
+        timed_out = await lost
+        assert timed_out.verdict is SubmitVerdict.TEMPORARY
+        assert "TimeoutError" in timed_out.detail
+        assert not c.binds[0].pending and not c.binds[0].queue
+    finally:
+        await c.stop()
+
+
+async def test_a_generic_nack_answers_the_submit_it_refuses(node_smsc: NodeSmsc) -> None:
+    """An SMSC may answer a submit_sm with generic_nack; that is the part's answer (by
+    sequence number), not a wait for the timeout."""
+    c = await _connector(node_smsc.port, "secret", [], submit_timeout_s=5.0)
+    try:
+        assert await c.wait_bound(10)
+        seg = segment("Your code: 1234")
+        started = asyncio.get_running_loop().time()
+        nacked = await c.submit(Part("Kaskad", "79005550998", seg.encoding, seg.payloads()[0]))
+        assert asyncio.get_running_loop().time() - started < 4
+        assert nacked.verdict is not SubmitVerdict.ACCEPTED
+        assert nacked.detail == "ESME_RINVCMDID", nacked
+        ok = await c.submit(Part("Kaskad", "79001234564", seg.encoding, seg.payloads()[0]))
+        assert ok.verdict is SubmitVerdict.ACCEPTED
     finally:
         await c.stop()

@@ -3,7 +3,8 @@
 // Answers every submit_sm with a message id and, when a receipt is asked for, sends a
 // delivery receipt (TLVs and the text form) 20 ms later on the same session. A destination
 // ending in 0401 is refused with 0x00000401, a vendor-specific code (SMPP 3.4 leaves
-// 0x400-0x4FF to SMSC vendors).
+// 0x400-0x4FF to SMSC vendors); one ending in 0999 is never answered (a lost response); one
+// ending in 0998 is answered with generic_nack (ESME_RINVCMDID) instead of submit_sm_resp.
 'use strict';
 const smpp = require('smpp');
 
@@ -35,6 +36,15 @@ const server = smpp.createServer({}, (session) => {
   session.on('submit_sm', (pdu) => {
     if (String(pdu.destination_addr).endsWith('0401')) {
       session.send(pdu.response({ command_status: 0x401 }));
+      return;
+    }
+    if (String(pdu.destination_addr).endsWith('0999')) {
+      return;
+    }
+    if (String(pdu.destination_addr).endsWith('0998')) {
+      session.send(new smpp.PDU('generic_nack', {
+        sequence_number: pdu.sequence_number, command_status: smpp.ESME_RINVCMDID,
+      }));
       return;
     }
     counter += 1;

@@ -3,21 +3,25 @@ window (max outstanding submit_sm per bind) and throughput limit in front of it.
 
 aiosmpplib keeps the session (bind, enquire_link, reconnect with backoff, unbind) and hands every
 PDU it receives to a hook; the hook resolves our waiting submit or passes a receipt / MO on.
+Our submit_sm and deliver_sm_resp are written by us on the library's stream, with its sequence
+numbers and correlator, without its send queue (see _Bind).
 Parts are made by kaskad.domain.sms and sent pre-encoded (UDH included), so aiosmpplib's own
 splitting and payload moving never apply. Throttling answers (ESME_RTHROTTLED, ESME_RMSGQFUL)
 slow the sender down and the same part is submitted again; they never fail a message.
 
 A deliver_sm (receipt or MO) is acknowledged only once it is stored: the sinks hand back the
 future of its write, and its deliver_sm_resp goes out when that completes (ESME_RSYSERR if the
-write failed, so the SMSC delivers it again). The receive loop does not wait for it; SMPP
-lets responses go out in any order. A crash before the commit leaves the deliver_sm
-unanswered, and the SMSC sends it again.
+write failed, so the SMSC delivers it again), on the connection it came in on. The receive
+loop does not wait for it; SMPP lets responses go out in any order. A crash before the commit
+leaves the deliver_sm unanswered, and the SMSC sends it again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import functools
 import itertools
 import logging
 import ssl
@@ -108,30 +112,63 @@ class _Hook(AbstractHook):
             return  # taken care of, and answered, by _Esme._handle_request
         if isinstance(smpp_message, SubmitSmResp) or command_id == GENERIC_NACK:
             status = int.from_bytes(pdu[8:12], "big")
-            log_id = getattr(smpp_message, "log_id", "")
             message_id = getattr(smpp_message, "message_id", "") or None
-            self.bind.resolve(log_id, status, message_id)
+            self.bind.resolve(int.from_bytes(pdu[12:16], "big"), status, message_id)
 
     async def send_error(self, smpp_message: Any, error: Exception, client_id: str) -> None:
-        self.bind.fail(getattr(smpp_message, "log_id", ""), f"not sent: {error!r}")
+        sequence = getattr(smpp_message, "sequence_num", None)
+        if isinstance(sequence, int):
+            self.bind.fail(sequence, f"not sent: {error!r}")
 
 
 class _Correlator(SimpleCorrelator):
-    """aiosmpplib's correlator without its receipt bookkeeping: receipts are matched by our
-    storage, so remembering every submitted message for them only cost memory and CPU."""
+    """aiosmpplib's correlator cut down to what its session needs: each request by sequence
+    number until its response comes. Receipts are matched by our storage, expiry is our
+    window's timer (`_Bind`), and our parts carry no SAR options, so the library's receipt,
+    expiry and segment bookkeeping only cost memory and CPU. `store` is synchronous, for
+    the window's sends."""
+
+    LIMIT = 4096  # requests remembered at most (above any window; a lost answer ages out)
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._requests: dict[int, Any] = {}
+
+    def store(self, message: Any) -> None:
+        self._requests[message.sequence_num] = message
+        while len(self._requests) > self.LIMIT:
+            del self._requests[next(iter(self._requests))]
+
+    def forget(self, sequence: int) -> None:
+        self._requests.pop(sequence, None)
+
+    async def put(self, smpp_message: Any) -> None:  # the library's own requests
+        self.store(smpp_message)
+
+    async def get(self, response: Any) -> Any:
+        return self._requests.pop(response.sequence_num, None)
 
     async def put_delivery(self, smsc_message_id: str, submit_sm: SubmitSm) -> None:
         return None
 
-    _swept_at = 0.0
 
-    async def _remove_expired(self) -> None:
-        """The library sweeps its whole store on every put and get; once a second is enough
-        (our window's own timeout answers a submit whose response never comes)."""
-        now = time.monotonic()
-        if now - self._swept_at >= 1.0:
-            self._swept_at = now
-            await super()._remove_expired()
+def _acknowledge(writer: asyncio.StreamWriter | None, sequence: int,
+                 stored: asyncio.Future[Any]) -> None:
+    """A deliver_sm's answer once its write is over: ESME_ROK when it is stored, ESME_RSYSERR
+    when the write failed (the sink logged why), so the SMSC delivers it again."""
+    ok = not stored.cancelled() and stored.exception() is None
+    _answer_deliver_sm(writer, sequence,
+                       SmppCommandStatus.ESME_ROK if ok else SmppCommandStatus.ESME_RSYSERR)
+
+
+def _answer_deliver_sm(writer: asyncio.StreamWriter | None, sequence: int,
+                       status: SmppCommandStatus) -> None:
+    """Written at once on the connection the deliver_sm came in on (no task, no queue: one
+    per receipt was a measurable share of the client's CPU). If that connection is gone,
+    nothing is sent: a sequence number means nothing on another session, and the SMSC
+    delivers an unanswered deliver_sm again."""
+    if writer is not None and not writer.transport.is_closing():
+        writer.write(DeliverSmResp(sequence, command_status=status).pdu())
 
 
 def _any_status(cls: type[SmppCommandStatus], value: object) -> SmppCommandStatus | None:
@@ -169,31 +206,17 @@ class _Esme(ESME):
     stored, not as soon as it is read."""
 
     on_deliver_sm: Callable[[bytes], asyncio.Future[Any] | None] | None = None
-    _acks: set[asyncio.Task[None]]
 
     async def _handle_request(self, pdu: bytes, header: Any) -> Any:
         if header.smpp_command != SmppCommand.DELIVER_SM or self.on_deliver_sm is None:
             return await super()._handle_request(pdu, header)
         stored = self.on_deliver_sm(pdu)
-        sequence = header.sequence_num
+        writer, sequence = self._writer, header.sequence_num
         if stored is None:  # nothing to keep (undecodable, or no MO sink): acknowledged now
-            await self._send_data(DeliverSmResp(sequence))
-            return None  # falsy: the library sends no answer of its own
-        if not hasattr(self, "_acks"):
-            self._acks = set()
-        task = asyncio.create_task(self._ack_when_stored(stored, sequence))
-        self._acks.add(task)
-        task.add_done_callback(self._acks.discard)
-        return None
-
-    async def _ack_when_stored(self, stored: asyncio.Future[Any], sequence: int) -> None:
-        status = SmppCommandStatus.ESME_ROK
-        try:
-            await asyncio.shield(stored)
-        except Exception:  # the sink logged it; the SMSC will send it again
-            status = SmppCommandStatus.ESME_RSYSERR
-        with contextlib.suppress(Exception):  # the session is gone: the SMSC resends anyway
-            await self._send_data(DeliverSmResp(sequence, command_status=status))
+            _answer_deliver_sm(writer, sequence, SmppCommandStatus.ESME_ROK)
+        else:
+            stored.add_done_callback(functools.partial(_acknowledge, writer, sequence))
+        return None  # falsy: the library sends no answer of its own
 
     tls: ssl.SSLContext | None = None  # set per bind: SMPP over TLS (aiosmpplib has none)
 
@@ -219,21 +242,48 @@ class _Esme(ESME):
             writer.close()
 
 
+class _Submit:
+    """A submit_sm in our window: queued for a place in it, then sent and awaiting its answer."""
+
+    __slots__ = ("future", "message", "sequence", "timer")
+
+    def __init__(self, message: SubmitSm,
+                 future: asyncio.Future[tuple[int, str | None]]) -> None:
+        self.message = message
+        self.future = future
+        self.timer: asyncio.TimerHandle | None = None  # its timeout: queued, then sent
+        self.sequence = -1  # assigned when sent
+
+
 class _Bind:
-    """One SMPP session and the submits waiting for its answers."""
+    """One SMPP session and our window over it: at most `window` submit_sm awaiting their
+    answers; the rest queue in order.
+
+    The window is driven by calls, not tasks: a submit is written in its caller's turn when
+    there is room, and each answer (read by the library's receive loop) frees its place and
+    writes the next queued submit before the loop moves on. Through a semaphore, the library's
+    queue and its sender task, an answer reached the next submit_sm after four turns of the
+    event loop, and with one bind the window is what bounds the rate.
+    """
+
+    REBIND_POLL_S = 0.05  # while the session is down, how often queued submits look again
 
     def __init__(self, connector: SmppConnector, index: int) -> None:
         s = connector.settings
         self.connector = connector
-        self.window = asyncio.Semaphore(s.window)
-        self.pending: dict[str, asyncio.Future[tuple[int, str | None]]] = {}
+        self.window = s.window
+        self.timeout_s = s.submit_timeout_s
+        self.pending: dict[int, _Submit] = {}  # sent, by sequence number
+        self.queue: collections.deque[_Submit] = collections.deque()
+        self._poll: asyncio.TimerHandle | None = None
+        self.correlator = _Correlator(s.system_id)
         self.esme = _Esme(
             smsc_host=s.host, smsc_port=s.port, system_id=s.system_id, password=s.password,
             system_type=s.system_type, bind_mode=BindMode.TRANSCEIVER,
             client_id=f"{s.name}-{index}", enquire_link_interval=float(s.enquire_link_s),
             hook=_Hook(self), log_level=logging.WARNING, socket_timeout=10.0,
             retry_timer=SimpleExponentialBackoff(min_delay=200, max_increases=6),
-            correlator=_Correlator(s.system_id))
+            correlator=self.correlator)
         self.esme.tls = tls_context(s) if s.tls else None
         self.esme.on_deliver_sm = connector.on_deliver_sm
         self.task: asyncio.Task[None] | None = None
@@ -267,21 +317,18 @@ class _Bind:
         if self.task is not None:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
-        for future in self.pending.values():
-            if not future.done():
-                future.set_exception(ConnectionError("connector stopped"))
-
-    def resolve(self, log_id: str, status: int, message_id: str | None) -> None:
-        future = self.pending.get(log_id)
-        if future is not None and not future.done():
-            future.set_result((status, message_id))
-
-    def fail(self, log_id: str, detail: str) -> None:
-        future = self.pending.get(log_id)
-        if future is not None and not future.done():
-            future.set_exception(ConnectionError(detail))
+        if self._poll is not None:
+            self._poll.cancel()
+            self._poll = None
+        for entry in [*self.pending.values(), *self.queue]:
+            self._settle(entry, ConnectionError("connector stopped"))
+        self.pending.clear()
+        self.queue.clear()
 
     async def submit(self, part: Part, log_id: str) -> tuple[int, str | None]:
+        """(command_status, message_id) of the SMSC's answer. TimeoutError when no place in
+        the window came within `submit_timeout_s` (nothing sent) or no answer within that
+        time of sending; ConnectionError when it could not be sent."""
         s = self.connector.settings
         message = SubmitSm(
             short_message="-", log_id=log_id,
@@ -290,15 +337,88 @@ class _Bind:
             esm_class=UDHI if part.concatenated else 0, registered_delivery=1,
             encoding="ucs2" if part.encoding is Encoding.UCS2 else "gsm0338")
         message.set_encoded_message(part.payload)
-        future: asyncio.Future[tuple[int, str | None]] = \
-            asyncio.get_running_loop().create_future()
-        async with self.window:  # our window: at most `window` submits await an answer
-            self.pending[log_id] = future
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[int, str | None]] = loop.create_future()
+        entry = _Submit(message, future)
+        entry.timer = loop.call_later(self.timeout_s, self._expire, entry)
+        self.queue.append(entry)
+        self._pump()
+        # A caller cancelled while it waits leaves its entry: a queued one is skipped, a sent
+        # one keeps its place until its answer or its timeout, as the SMSC still holds it.
+        return await future
+
+    def _pump(self) -> None:
+        """Send queued submits while the window has room and the session is up."""
+        while self.queue and self.queue[0].future.done():  # timed out while queued
+            self._settle(self.queue.popleft(), TimeoutError())
+        if not self.queue or len(self.pending) >= self.window:
+            return
+        writer = self.esme._writer
+        if not self.bound or writer is None or writer.transport.is_closing():
+            if self._poll is None:
+                self._poll = asyncio.get_running_loop().call_later(self.REBIND_POLL_S,
+                                                                   self._repump)
+            return
+        esme = self.esme
+        while self.queue and len(self.pending) < self.window:
+            entry = self.queue.popleft()
+            if entry.future.done():  # timed out in the queue, or its caller went away
+                self._settle(entry, TimeoutError())
+                continue
+            message = entry.message
             try:
-                await self.esme.broker.enqueue(message)
-                return await asyncio.wait_for(future, s.submit_timeout_s)
-            finally:
-                self.pending.pop(log_id, None)
+                message.sequence_num = esme.sequence_generator.next_sequence()
+                pdu = message.pdu()
+            except Exception as exc:  # a field the library refuses: this part cannot go
+                self._settle(entry, ConnectionError(f"not sent: {exc!r}"))
+                continue
+            entry.sequence = message.sequence_num
+            self.correlator.store(message)
+            writer.write(pdu)
+            self.pending[entry.sequence] = entry
+            self._rearm(entry)
+
+    def _rearm(self, entry: _Submit) -> None:
+        """A sent submit has `submit_timeout_s` from now for its answer."""
+        if entry.timer is not None:
+            entry.timer.cancel()
+        entry.timer = asyncio.get_running_loop().call_later(self.timeout_s, self._expire, entry)
+
+    def _repump(self) -> None:
+        self._poll = None
+        self._pump()
+
+    def _expire(self, entry: _Submit) -> None:
+        if self.pending.get(entry.sequence) is entry:
+            del self.pending[entry.sequence]
+            self.correlator.forget(entry.sequence)
+            self._pump()
+        if not entry.future.done():
+            entry.future.set_exception(TimeoutError())
+
+    @staticmethod
+    def _settle(entry: _Submit, outcome: tuple[int, str | None] | Exception) -> None:
+        if entry.timer is not None:
+            entry.timer.cancel()
+        if entry.future.done():
+            return
+        if isinstance(outcome, Exception):
+            entry.future.set_exception(outcome)
+        else:
+            entry.future.set_result(outcome)
+
+    def resolve(self, sequence: int, status: int, message_id: str | None) -> None:
+        """The answer to a submit_sm (or a generic_nack): its place goes to the next."""
+        entry = self.pending.pop(sequence, None)
+        if entry is not None:
+            self._pump()
+            self._settle(entry, (status, message_id))
+
+    def fail(self, sequence: int, detail: str) -> None:
+        entry = self.pending.pop(sequence, None)
+        if entry is not None:
+            self._pump()
+            self._settle(entry, ConnectionError(detail))
 
 
 @dataclass
