@@ -1,8 +1,10 @@
 """SMPP 3.4 facts the SMS channel needs, as pure functions: what a submit_sm_resp status means
-for the message, and the UDH that concatenates parts (kaskad.domain.sms makes the parts)."""
+for the message, the UDH that concatenates parts (kaskad.domain.sms makes the parts), and the
+submit_sm PDU itself."""
 
 from __future__ import annotations
 
+import struct
 from enum import StrEnum
 
 ESME_ROK = 0x00
@@ -53,6 +55,35 @@ def udh(reference: int, total: int, sequence: int) -> bytes:
     if not (1 <= sequence <= total <= 255 and 0 <= reference <= 255):
         raise ValueError("bad concatenation parameters")
     return bytes((0x05, 0x00, 0x03, reference, total, sequence))
+
+
+SUBMIT_SM = 0x00000004
+_HEADER = struct.Struct(">IIII")  # command_length, command_id, command_status, sequence_number
+
+
+def submit_sm_body(*, source: str, source_ton: int, source_npi: int, destination: str,
+                   dest_ton: int, dest_npi: int, esm_class: int, registered_delivery: int,
+                   data_coding: int, short_message: bytes) -> bytes:
+    """The mandatory parameters of a submit_sm (SMPP 3.4 section 4.4.1), in order: an empty
+    service_type, the addresses (C-Octet strings of at most 20 characters), esm_class,
+    protocol_id 0, priority 0, no schedule nor validity (the SMSC's defaults), the receipt
+    request, replace_if_present 0, data_coding, sm_default_msg_id 0 and the message (at most
+    254 octets, UDH included). No optional parameters."""
+    for name, address in (("source", source), ("destination", destination)):
+        if len(address) > 20 or not address.isascii() or "\0" in address:
+            raise ValueError(f"{name} address must be at most 20 ASCII characters")
+    if len(short_message) > 254:
+        raise ValueError("short_message is at most 254 octets")
+    return b"".join((
+        b"\0", bytes((source_ton, source_npi)), source.encode(), b"\0",
+        bytes((dest_ton, dest_npi)), destination.encode(), b"\0",
+        bytes((esm_class, 0, 0)), b"\0\0",
+        bytes((registered_delivery, 0, data_coding, 0, len(short_message))), short_message))
+
+
+def pdu(command_id: int, sequence: int, body: bytes, status: int = 0) -> bytes:
+    """A whole PDU: the 16-octet header, then `body`."""
+    return _HEADER.pack(16 + len(body), command_id, status, sequence) + body
 
 
 # The command_status names of SMPP 3.4 (section 5.1.3); other codes are shown in hex.

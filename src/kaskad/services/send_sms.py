@@ -77,8 +77,8 @@ class SendSms:
             lease_until_ms=to_ms(now + self.lease_s), kind="sms", text=req.text,
             sender=req.sender, parts=parts, external_id=req.external_id,
             run_at_ms=to_ms(req.run_at_s) if req.run_at_s else None) for n in numbers]
-        created = await asyncio.gather(
-            *(self.batcher.submit(self.create_op, item) for item in items),
+        created = await asyncio.gather(  # futures, not coroutines: no task per number
+            *(self.batcher.enqueue(self.create_op, item) for item in items),
             return_exceptions=True)
         made = [c for c in created if isinstance(c, Verification)]
         self.engine.run_now([v for v in made if v.next_run_at == v.created_at])

@@ -127,7 +127,9 @@ class WriteBatcher:
         return future
 
     async def submit_many(self, op: BatchOp[I, R], items: Sequence[I]) -> list[R]:
-        return list(await asyncio.gather(*(self.submit(op, item) for item in items)))
+        # the futures themselves: gathering `submit` coroutines made a task per item, and
+        # queued each item only when its task first ran, a turn of the loop later
+        return list(await asyncio.gather(*(self.enqueue(op, item) for item in items)))
 
     async def _loop(self, writer: int) -> None:
         while True:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from aiosmpplib import ESME, NPI, TON, BindMode, PhoneNumber, SubmitSm
+from aiosmpplib import ESME, BindMode, SubmitSm
 from aiosmpplib import esme as esme_module
 from aiosmpplib.correlator import SimpleCorrelator
 from aiosmpplib.hook import AbstractHook
@@ -41,7 +41,15 @@ from aiosmpplib.state import SmppCommand, SmppCommandStatus
 
 from kaskad.config import ConnectorSettings
 from kaskad.domain.dlr import ESM_CLASS_RECEIPT, Receipt, receipt_from_pdu
-from kaskad.domain.smpp import UDHI, SubmitVerdict, classify_status, status_name
+from kaskad.domain.smpp import (
+    SUBMIT_SM,
+    UDHI,
+    SubmitVerdict,
+    classify_status,
+    pdu,
+    status_name,
+    submit_sm_body,
+)
 from kaskad.domain.sms import Encoding
 
 log = structlog.get_logger(__name__)
@@ -242,14 +250,25 @@ class _Esme(ESME):
             writer.close()
 
 
+class _Sent:
+    """What the library's correlator keeps of a submit_sm we wrote: enough for its response
+    handling to see a submit_sm_resp answers a submit_sm (our hook matches the rest by
+    sequence number)."""
+
+    __slots__ = ("sequence_num",)
+    smpp_command = SmppCommand.SUBMIT_SM
+
+    def __init__(self, sequence: int) -> None:
+        self.sequence_num = sequence
+
+
 class _Submit:
     """A submit_sm in our window: queued for a place in it, then sent and awaiting its answer."""
 
-    __slots__ = ("future", "message", "sequence", "timer")
+    __slots__ = ("body", "future", "sequence", "timer")
 
-    def __init__(self, message: SubmitSm,
-                 future: asyncio.Future[tuple[int, str | None]]) -> None:
-        self.message = message
+    def __init__(self, body: bytes, future: asyncio.Future[tuple[int, str | None]]) -> None:
+        self.body = body  # the PDU without its header (the sequence number comes when sent)
         self.future = future
         self.timer: asyncio.TimerHandle | None = None  # its timeout: queued, then sent
         self.sequence = -1  # assigned when sent
@@ -330,16 +349,14 @@ class _Bind:
         the window came within `submit_timeout_s` (nothing sent) or no answer within that
         time of sending; ConnectionError when it could not be sent."""
         s = self.connector.settings
-        message = SubmitSm(
-            short_message="-", log_id=log_id,
-            source=PhoneNumber(part.source, TON(s.source_ton), NPI(s.source_npi)),
-            destination=PhoneNumber(part.destination, TON(s.dest_ton), NPI(s.dest_npi)),
+        body = submit_sm_body(
+            source=part.source, source_ton=s.source_ton, source_npi=s.source_npi,
+            destination=part.destination, dest_ton=s.dest_ton, dest_npi=s.dest_npi,
             esm_class=UDHI if part.concatenated else 0, registered_delivery=1,
-            encoding="ucs2" if part.encoding is Encoding.UCS2 else "gsm0338")
-        message.set_encoded_message(part.payload)
+            data_coding=8 if part.encoding is Encoding.UCS2 else 0, short_message=part.payload)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[int, str | None]] = loop.create_future()
-        entry = _Submit(message, future)
+        entry = _Submit(body, future)
         entry.timer = loop.call_later(self.timeout_s, self._expire, entry)
         self.queue.append(entry)
         self._pump()
@@ -365,16 +382,9 @@ class _Bind:
             if entry.future.done():  # timed out in the queue, or its caller went away
                 self._settle(entry, TimeoutError())
                 continue
-            message = entry.message
-            try:
-                message.sequence_num = esme.sequence_generator.next_sequence()
-                pdu = message.pdu()
-            except Exception as exc:  # a field the library refuses: this part cannot go
-                self._settle(entry, ConnectionError(f"not sent: {exc!r}"))
-                continue
-            entry.sequence = message.sequence_num
-            self.correlator.store(message)
-            writer.write(pdu)
+            entry.sequence = esme.sequence_generator.next_sequence()
+            self.correlator.store(_Sent(entry.sequence))
+            writer.write(pdu(SUBMIT_SM, entry.sequence, entry.body))
             self.pending[entry.sequence] = entry
             self._rearm(entry)
 
