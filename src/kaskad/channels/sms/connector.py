@@ -344,7 +344,7 @@ class _Bind:
         self.pending.clear()
         self.queue.clear()
 
-    async def submit(self, part: Part, log_id: str) -> tuple[int, str | None]:
+    async def submit(self, part: Part) -> tuple[int, str | None]:
         """(command_status, message_id) of the SMSC's answer. TimeoutError when no place in
         the window came within `submit_timeout_s` (nothing sent) or no answer within that
         time of sending; ConnectionError when it could not be sent."""
@@ -451,7 +451,6 @@ class SmppConnector:
         self.on_mo = on_mo
         self.binds = [_Bind(self, i) for i in range(settings.binds)]
         self._rate = _RateLimit(settings.throughput)
-        self._ids = itertools.count(1)
         self._turn = itertools.cycle(range(settings.binds))
         self.stats = ConnectorStats()
 
@@ -492,7 +491,7 @@ class SmppConnector:
             await self._rate.wait()
             self.stats.submitted += 1
             try:
-                status, message_id = await bind.submit(part, f"{self.name}-{next(self._ids)}")
+                status, message_id = await bind.submit(part)
             except (TimeoutError, ConnectionError) as exc:
                 self.stats.failed += 1
                 return SubmitResult(SubmitVerdict.TEMPORARY, None,
