@@ -419,16 +419,16 @@ class _Bind:
 
     def resolve(self, sequence: int, status: int, message_id: str | None) -> None:
         """The answer to a submit_sm (or a generic_nack): its place goes to the next."""
-        entry = self.pending.pop(sequence, None)
-        if entry is not None:
-            self._pump()
-            self._settle(entry, (status, message_id))
+        self._finish(sequence, (status, message_id))
 
     def fail(self, sequence: int, detail: str) -> None:
+        self._finish(sequence, ConnectionError(detail))
+
+    def _finish(self, sequence: int, outcome: tuple[int, str | None] | Exception) -> None:
         entry = self.pending.pop(sequence, None)
         if entry is not None:
             self._pump()
-            self._settle(entry, ConnectionError(detail))
+            self._settle(entry, outcome)
 
 
 @dataclass
